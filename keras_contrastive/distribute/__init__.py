@@ -1,0 +1,7 @@
+"""Cross-replica helpers: gather embeddings (with gradients) and replica-aware seeds."""
+
+from keras_contrastive.distribute.gather import (
+    gather_candidates,
+    global_sum,
+    replica_context,
+)

@@ -1,0 +1,11 @@
+"""Contrastive losses: pure per-example functions and their `keras.losses.Loss` classes."""
+
+from keras_contrastive.losses.clip_loss import CLIPLoss, clip_loss
+from keras_contrastive.losses.contrastive_margin_loss import (
+    ContrastiveMarginLoss,
+    contrastive_margin_loss,
+)
+from keras_contrastive.losses.info_nce_loss import InfoNCELoss, info_nce_loss
+from keras_contrastive.losses.ntxent_loss import NTXentLoss, ntxent_loss
+from keras_contrastive.losses.supcon_loss import SupConLoss, supcon_loss
+from keras_contrastive.losses.triplet_loss import TripletLoss, triplet_loss

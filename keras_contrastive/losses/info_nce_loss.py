@@ -1,0 +1,107 @@
+"""InfoNCE: a query against its positive key, in-batch keys and extra negatives."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_contrastive.distribute import gather_candidates
+from keras_contrastive.losses._base import ContrastiveLoss, embeddings, views
+from keras_contrastive.ops._validation import check_dim, check_positive, check_rank
+from keras_contrastive.ops.similarity import l2_normalize
+
+
+def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None):
+    """InfoNCE loss for each of B queries.
+
+    Query `q_i` has loss
+    `-log(e^{s(q_i,k_i)/τ} / (Σ_j e^{s(q_i,k_j)/τ} + Σ_m e^{s(q_i,n_m)/τ}))`
+    over the in-batch keys `k_j` (of all replicas under a distribution
+    strategy) and the optional extra negatives `n_m` (e.g. a MoCo queue).
+
+    Args:
+        y_true: ignored (may be None).
+        y_pred: `(B, 2, D)` (query, positive key) pairs.
+        temperature: `τ > 0`, float or scalar tensor. Default 0.07 (MoCo,
+            CPC's InfoNCE as used by He et al. 2020).
+        negative_keys: optional `(M, D)` extra negative keys.
+
+    Returns:
+        `(B,)` float32 per-query losses.
+
+    Example:
+
+    >>> import numpy as np
+    >>> pairs = np.random.normal(size=(8, 2, 16)).astype("float32")
+    >>> queue = np.random.normal(size=(32, 16)).astype("float32")
+    >>> info_nce_loss(None, pairs, negative_keys=queue).shape
+    TensorShape([8])
+
+    References: van den Oord et al., "Representation Learning with Contrastive
+    Predictive Coding", 2018; He et al., "Momentum Contrast for Unsupervised
+    Visual Representation Learning", CVPR 2020.
+    """
+    del y_true
+    check_positive("temperature", temperature)
+    z = l2_normalize(views(y_pred, layout="(B, 2, D) (query, key)"))
+    queries, keys = z[:, 0], z[:, 1]
+    inv_t = ops.cast(1.0 / temperature, z.dtype)
+    candidates, _ = gather_candidates(keys)
+    if negative_keys is not None:
+        negatives = ops.convert_to_tensor(negative_keys)
+        check_rank("negative_keys", negatives, (2,), "(M, D)")
+        check_dim("negative_keys", negatives, 1, z.shape[-1], "(M, D)")
+        negatives = l2_normalize(
+            ops.cast(embeddings(negatives, "negative_keys", min_batch=0), z.dtype)
+        )
+        candidates = ops.concatenate([candidates, negatives], axis=0)
+    logits = ops.matmul(queries * inv_t, ops.transpose(candidates))
+    positive = ops.sum(queries * keys, axis=-1) * inv_t
+    return ops.logsumexp(logits, axis=-1) - positive
+
+
+@keras.saving.register_keras_serializable(package="keras_contrastive")
+class InfoNCELoss(ContrastiveLoss):
+    """InfoNCE loss over (query, positive key) pairs: `y_pred` is `(B, 2, D)`.
+
+    The other in-batch keys, and `negative_keys` when given, are the negatives.
+    `y_true` is ignored. Calling the loss returns the mean over queries.
+
+    Args:
+        temperature: `τ > 0`. Default 0.07 (MoCo).
+        negative_keys: optional fixed `(M, D)` extra negatives, saved in the
+            config. A model with a queue passes its queue to `info_nce_loss`.
+        reduction, name, dtype: as `keras.losses.Loss`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> pairs = np.random.normal(size=(8, 2, 16)).astype("float32")
+    >>> float(InfoNCELoss()(None, pairs)) > 0
+    True
+
+    Reference: van den Oord et al., "Representation Learning with Contrastive
+    Predictive Coding", 2018.
+    """
+
+    def __init__(
+        self,
+        temperature=0.07,
+        negative_keys=None,
+        reduction="sum_over_batch_size",
+        name="info_nce_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.temperature = check_positive("temperature", temperature)
+        self.negative_keys = None if negative_keys is None else np.asarray(negative_keys, "float32")
+
+    def call(self, y_true, y_pred):
+        return info_nce_loss(y_true, y_pred, self.temperature, self.negative_keys)
+
+    def get_config(self):
+        keys = None if self.negative_keys is None else self.negative_keys.tolist()
+        return {
+            **super().get_config(),
+            "temperature": float(self.temperature),
+            "negative_keys": keys,
+        }

@@ -1,0 +1,96 @@
+"""NT-Xent, the normalized temperature-scaled cross-entropy loss of SimCLR."""
+
+import keras
+from keras import ops
+
+from keras_contrastive.distribute import gather_candidates
+from keras_contrastive.losses._base import ContrastiveLoss, views
+from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops.similarity import l2_normalize
+from keras_contrastive.ops.softmax import masked_logsumexp
+
+
+def ntxent_loss(y_true, y_pred, temperature=0.1):
+    """NT-Xent loss for each of the 2B anchors of B positive pairs.
+
+    With the 2B normalized views and `s` the cosine similarity, the anchor `i`
+    with positive `j` has loss
+    `-log(exp(s_ij / τ) / Σ_{k≠i} exp(s_ik / τ))`. Under a distribution
+    strategy the candidates `k` are the views of all replicas.
+
+    Args:
+        y_true: ignored (may be None).
+        y_pred: `(B, 2, D)` the two views' embeddings (normalized here).
+        temperature: `τ > 0`; a float or a scalar tensor. Default 0.1, the
+            SimCLR code default.
+
+    Returns:
+        `(B, 2)` float32: entry `[k, v]` is the loss of view `v` of pair `k`
+        as anchor. Their mean is the SimCLR loss
+        `1/2N Σ_k [ℓ(2k-1, 2k) + ℓ(2k, 2k-1)]`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> views = np.random.normal(size=(8, 2, 16)).astype("float32")
+    >>> ntxent_loss(None, views).shape
+    TensorShape([8, 2])
+
+    Reference: Chen et al., "A Simple Framework for Contrastive Learning of
+    Visual Representations", ICML 2020.
+    """
+    del y_true
+    check_positive("temperature", temperature)
+    z = l2_normalize(views(y_pred))
+    a, b = z[:, 0], z[:, 1]
+    inv_t = ops.cast(1.0 / temperature, z.dtype)
+    global_a, offset = gather_candidates(a)
+    global_b, _ = gather_candidates(b)
+    anchors = ops.concatenate([a, b], axis=0) * inv_t
+    candidates = ops.concatenate([global_a, global_b], axis=0)
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    local, total = ops.shape(a)[0], ops.shape(global_a)[0]
+    rows = ops.arange(local) + offset
+    self_index = ops.concatenate([rows, rows + total], axis=0)
+    not_self = ops.arange(2 * total)[None, :] != self_index[:, None]
+    positive = ops.sum(a * b, axis=-1) * inv_t
+    losses = masked_logsumexp(logits, not_self) - ops.concatenate([positive, positive], 0)
+    return ops.stack([losses[:local], losses[local:]], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="keras_contrastive")
+class NTXentLoss(ContrastiveLoss):
+    """NT-Xent (SimCLR) loss over two views: `y_pred` is `(B, 2, D)`.
+
+    Every view is an anchor whose positive is the other view of its pair and
+    whose negatives are the other 2B - 2 views (of all replicas under a
+    distribution strategy). `y_true` is ignored. Calling the loss returns the
+    mean over the 2B anchors.
+
+    Args:
+        temperature: `τ > 0`. Default 0.1 (SimCLR code default).
+        reduction, name, dtype: as `keras.losses.Loss`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> loss = NTXentLoss(temperature=0.1)
+    >>> views = np.random.normal(size=(8, 2, 16)).astype("float32")
+    >>> float(loss(None, views)) > 0
+    True
+
+    Reference: Chen et al., "A Simple Framework for Contrastive Learning of
+    Visual Representations", ICML 2020.
+    """
+
+    def __init__(
+        self, temperature=0.1, reduction="sum_over_batch_size", name="ntxent_loss", dtype=None
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.temperature = check_positive("temperature", temperature)
+
+    def call(self, y_true, y_pred):
+        return ntxent_loss(y_true, y_pred, temperature=self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": float(self.temperature)}

@@ -1,0 +1,122 @@
+"""Triplet loss with explicit triplets or online mining."""
+
+import keras
+from keras import ops
+
+from keras_contrastive.losses._base import ContrastiveLoss, embeddings, integer_labels
+from keras_contrastive.ops import mining
+from keras_contrastive.ops._validation import (
+    check_choice,
+    check_dim,
+    check_non_negative,
+    check_rank,
+)
+from keras_contrastive.ops.similarity import DISTANCES, paired_distance, pairwise_distance
+
+MINING = {
+    "batch_all": mining.batch_all_triplet_values,
+    "batch_hard": mining.batch_hard_triplet_values,
+    "semi_hard": mining.semi_hard_triplet_values,
+}
+
+
+def triplet_loss(y_true, y_pred, margin=1.0, mining="batch_all", distance="euclidean"):
+    """Triplet loss `max(0, d(a,p) − d(a,n) + α)`, explicit or mined online.
+
+    Args:
+        y_true: `(B,)` integer labels for `(B, D)` embeddings; ignored (may be
+            None) for explicit triplets.
+        y_pred: `(B, D)` embeddings to mine triplets from, or `(B, 3, D)`
+            explicit (anchor, positive, negative) triplets.
+        margin: `α >= 0`. Default 1.0.
+        mining: `"batch_all"` (default: the mean over valid triplets with a
+            positive loss), `"batch_hard"` (per anchor, hardest positive vs
+            hardest negative) or `"semi_hard"` (per anchor–positive pair, the
+            closest negative farther than the positive, else the farthest
+            negative). See `keras_contrastive.ops.mining`.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+
+    Returns:
+        `(B,)` float32 values whose mean is the loss: per triplet for explicit
+        triplets, per anchor (scaled as described in `ops.mining`) when mined.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.random.normal(size=(8, 16)).astype("float32")
+    >>> triplet_loss(np.array([0, 0, 1, 1, 2, 2, 3, 3]), x, mining="semi_hard").shape
+    TensorShape([8])
+
+    References: Schroff et al., "FaceNet", CVPR 2015; Hermans et al., "In
+    Defense of the Triplet Loss for Person Re-Identification", 2017.
+    """
+    check_non_negative("margin", margin)
+    check_choice("mining", mining, MINING)
+    check_choice("distance", distance, DISTANCES)
+    y_pred = ops.convert_to_tensor(y_pred)
+    check_rank("y_pred", y_pred, (2, 3), "(B, D) with labels, or (B, 3, D) triplets")
+    if len(y_pred.shape) == 3:
+        check_dim("y_pred", y_pred, 1, 3, "(B, 3, D) (anchor, positive, negative)")
+        x = embeddings(y_pred)
+        d_ap = paired_distance(x[:, 0], x[:, 1], distance)
+        d_an = paired_distance(x[:, 0], x[:, 2], distance)
+        return ops.maximum(d_ap - d_an + margin, 0.0)
+    x = embeddings(y_pred)
+    labels = integer_labels(y_true, x)
+    return MINING[mining](labels, pairwise_distance(x, distance=distance), margin)
+
+
+@keras.saving.register_keras_serializable(package="keras_contrastive")
+class TripletLoss(ContrastiveLoss):
+    """Triplet loss: `(B,)` int labels with `(B, D)` embeddings, or `(B, 3, D)` triplets.
+
+    Calling the loss returns the mean defined by the mining strategy (see
+    `triplet_loss`).
+
+    Args:
+        margin: `α >= 0`. Default 1.0 (tensorflow-addons' default; FaceNet
+            used 0.2 on unit-norm embeddings).
+        mining: `"batch_all"` (default), `"batch_hard"` or `"semi_hard"`.
+        distance: `"euclidean"` (default), `"squared_euclidean"`, `"cosine"`.
+        reduction, name, dtype: as `keras.losses.Loss`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.random.normal(size=(8, 16)).astype("float32")
+    >>> loss = TripletLoss(mining="batch_hard")
+    >>> float(loss(np.array([0, 0, 1, 1, 2, 2, 3, 3]), x)) >= 0
+    True
+
+    References: Schroff et al., "FaceNet", CVPR 2015; Hermans et al. 2017.
+    """
+
+    labels = "integer"
+
+    def __init__(
+        self,
+        margin=1.0,
+        mining="batch_all",
+        distance="euclidean",
+        reduction="sum_over_batch_size",
+        name="triplet_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.margin = check_non_negative("margin", margin)
+        self.mining = check_choice("mining", mining, MINING)
+        self.distance = check_choice("distance", distance, DISTANCES)
+
+    def _labels_used(self, y_pred):
+        return len(getattr(y_pred, "shape", ())) != 3
+
+    def call(self, y_true, y_pred):
+        return triplet_loss(y_true, y_pred, self.margin, self.mining, self.distance)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "margin": float(self.margin),
+            "mining": self.mining,
+            "distance": self.distance,
+        }

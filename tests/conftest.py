@@ -1,0 +1,48 @@
+"""Shared test set-up: quiet TensorFlow, TensorFlow backend, deterministic seeds."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Four logical CPUs, so that MirroredStrategy tests run on 2 and 4 "devices".
+# This must happen before TensorFlow initialises its devices.
+NUM_LOGICAL_CPUS = 4
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS,
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+    yield
+
+
+_STRATEGIES = {}
+
+
+def cpu_strategy(num_replicas):
+    """A MirroredStrategy over `num_replicas` logical CPUs, one per size per process.
+
+    Strategies of different sizes in one process must not share collective
+    group keys ("joining a group with size 4, but that group has size 2"), so
+    each size gets its own key range, as TensorFlow's own tests do.
+    """
+    if num_replicas not in _STRATEGIES:
+        tf.distribute.MirroredStrategy._collective_key_base = 10_000 * num_replicas
+        _STRATEGIES[num_replicas] = tf.distribute.MirroredStrategy(
+            [f"/cpu:{i}" for i in range(num_replicas)]
+        )
+    return _STRATEGIES[num_replicas]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
