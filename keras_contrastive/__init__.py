@@ -29,4 +29,6 @@ from keras_contrastive import (  # noqa: E402
     ops,
 )
 
+from keras_contrastive.models import ContrastiveModel  # noqa: E402
+
 __version__ = "0.1.0"

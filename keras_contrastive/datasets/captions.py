@@ -32,8 +32,9 @@ ZERO_SHOT_TEMPLATES = (
 
 
 def _label_words(class_names):
-    """Per class, the words a caption may use: the name and, if different, the numeral."""
-    return [(name,) if name == str(i) else (name, str(i)) for i, name in enumerate(class_names)]
+    """Per class, the words a caption may use: the name, and the numeral of a digit name."""
+    digit_words = {name: str(i) for i, name in enumerate(DIGIT_NAMES)}
+    return [(name, digit_words[name]) if name in digit_words else (name,) for name in class_names]
 
 
 def _check_templates(templates):
@@ -56,7 +57,7 @@ def digit_captions(
 
     For each image, `captions_per_image` distinct templates are drawn at random
     and each is filled with one of the class's label words, drawn at random:
-    the class name (`"seven"`) or its numeral (`"7"`), e.g. `"a handwritten
+    the class name (`"seven"`) or, for a digit name, its numeral (`"7"`), e.g. `"a handwritten
     seven"`, `"the digit 7 written by hand"`. `ZERO_SHOT_TEMPLATES` share no
     template with `TRAIN_TEMPLATES`: prompts built from them with the class
     names test zero-shot transfer to unseen phrasings.

@@ -4,7 +4,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_contrastive.datasets.image_folder import check_image_size
-from keras_contrastive.datasets.tf_data import batch_and_prefetch
+from keras_contrastive.datasets.tf_data import batch_and_prefetch, check_int
 
 SHUFFLE_BUFFER = 10_000
 
@@ -55,11 +55,12 @@ def tfds_images(
     >>> dataset, class_names = tfds_images("cifar10", split="test")
     """
     size = check_image_size(image_size)
+    check_int("batch_size", batch_size, 1)
     try:
         dataset, info = tfds.load(
             name, split=split, data_dir=data_dir, download=False, as_supervised=True, with_info=True
         )
-    except tfds.core.registered.DatasetNotFoundError as error:
+    except tfds.core.DatasetNotFoundError as error:
         raise ValueError(f"`name` must be a TFDS dataset name. Received: name={name!r}") from error
     except AssertionError as error:  # what TFDS raises when the data is not prepared
         raise FileNotFoundError(

@@ -1,1 +1,8 @@
-"""keras_contrastive.encoders."""
+"""Small reference encoders (functional `keras.Model`s) and the layers they are built from."""
+
+from keras_contrastive.encoders.masked_mean_pooling import MaskedMeanPooling
+from keras_contrastive.encoders.position_embedding import PositionEmbedding
+from keras_contrastive.encoders.resnet import resnet
+from keras_contrastive.encoders.small_cnn import small_cnn
+from keras_contrastive.encoders.text_transformer import text_transformer
+from keras_contrastive.encoders.transformer_encoder_block import TransformerEncoderBlock

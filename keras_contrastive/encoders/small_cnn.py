@@ -14,7 +14,7 @@ def small_cnn(input_shape=(32, 32, 3), width=32, batch_norm=True, name="small_cn
     Each block is `Conv2D(3x3, "same") -> [BatchNormalization] -> ReLU`, with
     `width`, `2 * width`, `4 * width` and `4 * width` filters; a 2x2 max-pool
     follows each of the first three blocks (32x32 -> 4x4), and global average
-    pooling gives the representation. About 0.2 M parameters and 13 M
+    pooling gives the representation. About 0.24 M parameters and 13 M
     multiply-adds per 32x32 image at `width=32`: the default encoder of the
     demos and tests (a VGG-style net, Simonyan & Zisserman 2015, shrunk).
 

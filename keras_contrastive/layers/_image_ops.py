@@ -171,16 +171,17 @@ def colour_matrix(images, brightness, contrast, saturation, hue, order, grayscal
     channels = images.shape[-1]
     eye = np.eye(channels, dtype="float32")
     luma = np.outer(np.ones(channels), LUMA if channels == 3 else [1.0])
-    zero = ops.zeros_like(brightness)[:, None] * np.zeros(channels, "float32")
+    zeros = ops.zeros((ops.shape(brightness)[0], channels))  # (B, C)
+    batch_eye = eye + zeros[:, :, None]
     mean = ops.mean(images, axis=(1, 2))
 
     def scaled(matrix, factor):
         return ops.reshape(factor, (-1, 1, 1)) * matrix
 
-    brightness = _homogeneous(scaled(eye, brightness), zero)
-    saturation = _homogeneous(scaled(eye, saturation) + scaled(luma, 1.0 - saturation), zero)
-    hue = _homogeneous(_hue_rotation(hue) if channels == 3 else eye + zero[:, None], zero)
-    matrix = _homogeneous(eye + zero[:, None], zero)
+    brightness = _homogeneous(scaled(eye, brightness), zeros)
+    saturation = _homogeneous(scaled(eye, saturation) + scaled(luma, 1.0 - saturation), zeros)
+    hue = _homogeneous(_hue_rotation(hue) if channels == 3 else batch_eye, zeros)
+    matrix = _homogeneous(batch_eye, zeros)
     for k in range(4):
         # Contrast pulls towards the mean of the image as transformed so far.
         current_mean = ops.einsum("bij,bj->bi", matrix[:, :channels, :channels], mean)
@@ -192,7 +193,7 @@ def colour_matrix(images, brightness, contrast, saturation, hue, order, grayscal
             for i, s in enumerate(steps)
         )
         matrix = ops.matmul(step, matrix)
-    gray = _homogeneous(luma + zero[:, None], zero)
+    gray = _homogeneous(luma + zeros[:, :, None], zeros)
     return ops.where(ops.reshape(grayscale, (-1, 1, 1)), ops.matmul(gray, matrix), matrix)
 
 

@@ -179,7 +179,7 @@ def test_cifar_preset():
 
 
 def test_tf_data_batched_and_unbatched(images):
-    layer = SimCLRAugmentation(SIZE, seed=0)
+    layer = SimCLRAugmentation(SIZE, noise_stddev=0.05, rotation=10, seed=0)
     unbatched = tf.data.Dataset.from_tensor_slices(images).map(layer).batch(4)
     batched = tf.data.Dataset.from_tensor_slices(images).batch(3).map(layer)
     assert [b.shape[0] for b in unbatched] == [4, 4]

@@ -1,0 +1,177 @@
+"""The two training modes of ContrastiveModel, as small strategy objects.
+
+A mode reads a batch, runs the towers and returns a `Forward`: what the
+compiled loss receives (`y_true`, `y_pred`), the representation for the
+online probe, and the inputs of the contrastive accuracy.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+from keras import ops
+
+from keras_contrastive import losses
+from keras_contrastive.models._data import read_batch, structure_error
+from keras_contrastive.models._metrics import nearest_positive_accuracy
+
+
+@dataclasses.dataclass
+class Forward:
+    y_true: object
+    y_pred: object
+    sample_weight: object = None
+    representation: object = None  # (B, R) for the probe
+    labels: object = None  # (B,) class labels, for the probe
+    accuracy: object = None  # scalar contrastive top-1 accuracy, or None
+
+
+def _rank_2(name, x):
+    if len(x.shape) != 2:
+        raise ValueError(
+            f"`{name}` must output (batch, dim) embeddings (rank 2). "
+            f"Received output shape: {tuple(x.shape)}"
+        )
+    return x
+
+
+def _flat_labels(labels):
+    labels = ops.convert_to_tensor(labels)
+    return ops.reshape(labels, (-1,)) if len(labels.shape) == 2 else labels
+
+
+class TwoViewMode:
+    """SimCLR-style views of one encoder, self-supervised or supervised.
+
+    Batches: `images` (views made by the augmenter in the step),
+    `(view_1, view_2)` (views made in tf.data), `(images, labels)` for
+    SupCon/Triplet (and for the online probe), or `((x_1, x_2), q)` pairs for
+    the contrastive margin loss.
+    """
+
+    name = "two-view"
+    expected = (
+        "`images`, `(view_1, view_2)`, `(images, labels)` or `((x_1, x_2), similar)`"
+    )
+    losses = (
+        losses.NTXentLoss,
+        losses.InfoNCELoss,
+        losses.SupConLoss,
+        losses.TripletLoss,
+        losses.ContrastiveMarginLoss,
+    )
+
+    @staticmethod
+    def default_loss():
+        return losses.NTXentLoss()
+
+    def forward(self, model, data, training, seed):
+        batch = read_batch(data, self.expected)
+        x, labels = batch.inputs, batch.labels
+        loss = model.loss
+        pairs = isinstance(x, tuple)
+        if isinstance(x, dict) or (pairs and len(x) != 2):
+            raise structure_error(self.expected, data)
+        if pairs:
+            views = ops.stack(x, axis=1)
+        elif model.augmenter is not None:
+            views = model._views(x, training=True, seed=seed)
+        else:
+            views = ops.expand_dims(x, 1)
+        num_views = views.shape[1]
+        flat = ops.reshape(views, (-1,) + tuple(views.shape[2:]))
+        representation = model.encoder(flat, training=training)
+        projection = representation
+        if model.projection_head is not None:
+            projection = _rank_2("projection_head", model.projection_head(representation,
+                                                                          training=training))
+        _rank_2("encoder" if model.projection_head is None else "projection_head", projection)
+        y_pred = ops.reshape(projection, (-1, num_views, projection.shape[-1]))
+        y_true = self._check_labels(loss, labels, pairs, num_views, data)
+        forward = Forward(y_true, y_pred, batch.sample_weight)
+        if labels is not None and not isinstance(loss, losses.ContrastiveMarginLoss):
+            forward.labels = _flat_labels(labels)
+            forward.representation = ops.reshape(
+                representation, (-1, num_views, representation.shape[-1])
+            )[:, 0]
+        if isinstance(loss, losses.TripletLoss):
+            forward.y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
+            forward.y_true = ops.reshape(ops.tile(forward.labels[:, None], (1, num_views)), (-1,))
+        forward.accuracy = self._accuracy(forward, loss, projection, num_views)
+        return forward
+
+    def _check_labels(self, loss, labels, pairs, num_views, data):
+        if isinstance(loss, losses.ContrastiveMarginLoss):
+            if not pairs or labels is None:
+                raise structure_error(
+                    "`((x_1, x_2), similar)` pairs with 1/0 similar flags", data,
+                    "ContrastiveMarginLoss scores given pairs.")
+            return labels
+        if loss.labels == "integer":
+            if labels is None:
+                raise structure_error(
+                    "`(images, labels)`", data, f"{type(loss).__name__} needs class labels.")
+            return _flat_labels(labels)
+        if num_views != 2:
+            raise structure_error(
+                "two views: `(view_1, view_2)`, or images with an `augmenter`", data,
+                f"{type(loss).__name__} needs two views of each example.")
+        return None
+
+    def _accuracy(self, forward, loss, projection, num_views):
+        if isinstance(loss, losses.ContrastiveMarginLoss):
+            return None
+        batch = ops.shape(projection)[0] // num_views
+        if forward.labels is not None and loss.labels == "integer":
+            ids = ops.tile(forward.labels[:, None], (1, num_views))
+        elif num_views == 2:
+            ids = ops.tile(ops.arange(batch)[:, None], (1, 2))
+        else:
+            return None
+        ids = ops.reshape(ids, (-1,))
+        return nearest_positive_accuracy(projection, projection, ids, ids, exclude_self=True)
+
+
+class DualEncoderMode:
+    """CLIP-style image and text towers scored against each other.
+
+    Batches: `{"image": images, "text": texts}` where texts are `tf.string`
+    (tokenized by the model's `text_preprocessor`) or the token inputs of the
+    text encoder; optional group ids (same id = same image) as
+    `{"group_id": ...}` or `(features, group_ids)`, used by
+    `CLIPLoss(use_group_ids=True)`.
+    """
+
+    name = "dual-encoder"
+    expected = '`{"image": images, "text": texts}` (optionally with "group_id")'
+    losses = (losses.CLIPLoss, losses.InfoNCELoss)
+
+    @staticmethod
+    def default_loss():
+        return losses.CLIPLoss()
+
+    def forward(self, model, data, training, seed):
+        batch = read_batch(data, self.expected)
+        x = batch.inputs
+        if not isinstance(x, dict) or "image" not in x or "text" not in x:
+            raise structure_error(self.expected, data)
+        group_ids = batch.labels if batch.labels is not None else x.get("group_id")
+        images = x["image"]
+        if model.augmenter is not None and training:
+            images = model.augmenter(images, training=True, seed=seed)
+        image = model.embed_image(images, training=training)
+        text = model.embed_text(x["text"], training=training)
+        y_pred = ops.stack([image, text], axis=1)
+        y_true = None
+        if getattr(model.loss, "use_group_ids", False):
+            if group_ids is None:
+                raise structure_error(
+                    self.expected.replace("optionally", "with"), data,
+                    "CLIPLoss(use_group_ids=True) needs group ids.")
+            y_true = _flat_labels(group_ids)
+        ids = ops.arange(ops.shape(image)[0]) if y_true is None else y_true
+        accuracy = nearest_positive_accuracy(image, text, ids, ids, exclude_self=False)
+        return Forward(y_true, y_pred, batch.sample_weight, accuracy=accuracy)
+
+
+def text_is_strings(texts):
+    return tf.is_tensor(texts) and texts.dtype == tf.string

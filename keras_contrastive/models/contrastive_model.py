@@ -1,0 +1,342 @@
+"""ContrastiveModel: `model.fit(dataset)` trains a contrastive encoder."""
+
+import contextlib
+import inspect
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_contrastive.layers import LogitScale, MultiView
+from keras_contrastive.models._modes import DualEncoderMode, TwoViewMode, text_is_strings
+
+_SERIALIZED = (
+    "encoder", "projection_head", "augmenter", "image_encoder", "text_encoder",
+    "image_head", "text_head", "text_preprocessor", "logit_scale",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_contrastive")
+class ContrastiveModel(keras.Model):
+    """A `keras.Model` whose `fit` trains an encoder contrastively.
+
+    Two modes, chosen by the constructor arguments:
+
+    - **Two-view** (`encoder=`): SimCLR (Chen et al. 2020) on raw images with
+      an `augmenter` making two views in the step, or on `(view_1, view_2)`
+      pairs made in `tf.data`; supervised with `(images, labels)` and
+      `SupConLoss` / `TripletLoss`; pairs `((x_1, x_2), similar)` with
+      `ContrastiveMarginLoss`. Default loss: `NTXentLoss()`.
+    - **Dual encoder** (`image_encoder=` and `text_encoder=`): CLIP (Radford
+      et al. 2021) on `{"image": ..., "text": ...}` batches, with an optional
+      learnable temperature (`logit_scale="learnable"`). Default loss:
+      `CLIPLoss()`.
+
+    `model(x)` / `model.embed(x)` / `model.predict(x)` return the encoder
+    representation (the projection head is for training only, as in SimCLR).
+    In the dual mode `embed_image` and `embed_text` return the joint
+    embeddings (after the heads, which define the shared space).
+
+    Under `tf.distribute.MirroredStrategy` the losses score each replica's
+    rows against the embeddings of all replicas (see
+    `keras_contrastive.distribute`), and the in-step augmentation folds the
+    replica id into its seed. The seed of a step is `(seed, iteration)`, so a
+    run restored from a checkpoint replays the same augmentations.
+
+    Args:
+        encoder: a `keras.Model` (or layer) mapping inputs to `(B, R)`.
+        projection_head: optional layer `(B, R) -> (B, D)`, e.g.
+            `kc.layers.ProjectionHead()`.
+        augmenter: optional single-view augmentation layer, e.g.
+            `kc.layers.SimCLRAugmentation(...)`, accepting `seed=`.
+        image_encoder, text_encoder: the two towers of the dual mode.
+        image_head, text_head: optional projections into the shared space.
+        text_preprocessor: optional `kc.layers.TextPreprocessor` turning
+            `tf.string` text into the text encoder's inputs.
+        logit_scale: dual mode: `None` (the loss's fixed temperature),
+            `"learnable"` (CLIP: initial temperature 0.07, scale clamped at
+            100), or a `kc.layers.LogitScale`.
+        probe_classes: optional number of classes of an online linear probe
+            trained on the stop-gradient representation when the batches
+            carry labels; reported as `probe_accuracy`.
+        seed: integer base seed of the in-step augmentation.
+
+    Example:
+
+    >>> import keras_contrastive as kc
+    >>> encoder = kc.encoders.small_cnn(input_shape=(16, 16, 3), width=8)
+    >>> model = kc.ContrastiveModel(
+    ...     encoder=encoder,
+    ...     projection_head=kc.layers.ProjectionHead(hidden_dims=(32,), output_dim=16),
+    ...     augmenter=kc.layers.SimCLRAugmentation(image_size=(16, 16)),
+    ... )
+    >>> model.compile(optimizer="adam", loss=kc.losses.NTXentLoss(temperature=0.1))
+    """
+
+    def __init__(
+        self,
+        encoder=None,
+        projection_head=None,
+        augmenter=None,
+        image_encoder=None,
+        text_encoder=None,
+        image_head=None,
+        text_head=None,
+        text_preprocessor=None,
+        logit_scale=None,
+        probe_classes=None,
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        dual = image_encoder is not None or text_encoder is not None
+        if dual == (encoder is not None) or (dual and None in (image_encoder, text_encoder)):
+            raise ValueError(
+                "Pass either `encoder` (two-view mode) or both `image_encoder` and "
+                f"`text_encoder` (dual-encoder mode). Received: encoder={_name(encoder)}, "
+                f"image_encoder={_name(image_encoder)}, text_encoder={_name(text_encoder)}"
+            )
+        self.mode = DualEncoderMode() if dual else TwoViewMode()
+        self.encoder = encoder
+        self.projection_head = projection_head
+        self.augmenter = augmenter
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.image_head = image_head
+        self.text_head = text_head
+        self.text_preprocessor = text_preprocessor
+        self.logit_scale = _logit_scale(logit_scale, dual)
+        self.probe_classes = probe_classes
+        self.seed = int(seed)
+        self._augmenter_takes_seed = augmenter is not None and (
+            "seed" in inspect.signature(augmenter.call).parameters
+        )
+        if not dual and augmenter is not None:
+            self._views = augmenter if isinstance(augmenter, MultiView) else MultiView(augmenter)
+        self.probe = None
+        if probe_classes is not None:
+            if not isinstance(probe_classes, int) or probe_classes < 2:
+                raise ValueError(
+                    "`probe_classes` must be an int >= 2. "
+                    f"Received: probe_classes={probe_classes!r}"
+                )
+            self.probe = keras.layers.Dense(probe_classes, name="probe", dtype="float32")
+        self._trackers = {
+            "loss": keras.metrics.Mean(name="loss"),
+            "contrastive_accuracy": keras.metrics.Mean(name="contrastive_accuracy"),
+        }
+        if self.logit_scale is not None:
+            self._trackers["temperature"] = keras.metrics.Mean(name="temperature")
+        if self.probe is not None:
+            self._trackers["probe_accuracy"] = keras.metrics.Mean(name="probe_accuracy")
+        self._build_heads()
+
+    # ----------------------------------------------------------------- build
+    def _build_heads(self):
+        """Builds heads and probe from the encoders' output shapes, when known."""
+        pairs = [(self.encoder, self.projection_head), (self.image_encoder, self.image_head),
+                 (self.text_encoder, self.text_head)]
+        for tower, head in pairs:
+            shape = _output_shape(tower)
+            if shape is None:
+                continue
+            if head is not None and not head.built:
+                head.build(shape)
+            if tower is (self.encoder or self.image_encoder) and self.probe is not None:
+                self.probe.build(shape)
+
+    # ------------------------------------------------------------- inference
+    def call(self, inputs, training=False):
+        if isinstance(self.mode, DualEncoderMode):
+            if not isinstance(inputs, dict):
+                return self.embed_image(inputs, training=training)
+            out = {}
+            if "image" in inputs:
+                out["image"] = self.embed_image(inputs["image"], training=training)
+            if "text" in inputs:
+                out["text"] = self.embed_text(inputs["text"], training=training)
+            return out
+        return self.encoder(inputs, training=training)
+
+    def embed(self, inputs, training=False):
+        """The representation used for downstream tasks (no head, no augmentation)."""
+        return self(inputs, training=training)
+
+    def embed_image(self, images, training=False):
+        """Dual mode: images -> joint embeddings `(B, D)`."""
+        x = self.image_encoder(images, training=training)
+        return x if self.image_head is None else self.image_head(x, training=training)
+
+    def embed_text(self, texts, training=False):
+        """Dual mode: `tf.string` texts (or token inputs) -> joint embeddings `(B, D)`."""
+        if text_is_strings(texts):
+            if self.text_preprocessor is None:
+                raise ValueError(
+                    "Texts are tf.string but the model has no `text_preprocessor` to "
+                    "tokenize them. Pass `text_preprocessor=kc.layers.TextPreprocessor(...)` "
+                    "or feed token ids."
+                )
+            texts = self.text_preprocessor(texts)
+        x = self.text_encoder(texts, training=training)
+        return x if self.text_head is None else self.text_head(x, training=training)
+
+    # --------------------------------------------------------------- compile
+    def compile(self, optimizer="adam", loss=None, **kwargs):
+        """As `keras.Model.compile`; `loss` defaults to the mode's loss.
+
+        `metrics` are not used: the model reports `loss`,
+        `contrastive_accuracy`, and `temperature` / `probe_accuracy` when on.
+        """
+        loss = self.mode.default_loss() if loss is None else loss
+        if not isinstance(loss, self.mode.losses):
+            names = ", ".join(cls.__name__ for cls in self.mode.losses)
+            raise ValueError(
+                f"The {self.mode.name} mode trains with one of: {names}. "
+                f"Received: loss={loss!r}"
+            )
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        if self._towers_built():
+            # Over every trainable variable, the probe's included even when a
+            # step has no labels, so that the optimizer state saves and restores.
+            self.optimizer.build(self.trainable_variables)
+
+    def _towers_built(self):
+        layers = (self.encoder, self.projection_head, self.image_encoder, self.text_encoder,
+                  self.image_head, self.text_head, self.probe, self.logit_scale)
+        return all(layer.built for layer in layers if layer is not None)
+
+    def compile_from_config(self, config):
+        """Restores `compile()` from a `.keras` file, optimizer state included."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            forward, loss = self._forward_and_loss(data, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        weights = self.trainable_weights
+        gradients = tape.gradient(scaled, weights)
+        # The probe has no gradient on batches without labels: leave it out.
+        pairs = [(g, w) for g, w in zip(gradients, weights, strict=True) if g is not None]
+        self.optimizer.apply_gradients(pairs)
+        return self._update_metrics(forward, loss)
+
+    def test_step(self, data):
+        forward, loss = self._forward_and_loss(data, training=False)
+        return self._update_metrics(forward, loss)
+
+    def _forward_and_loss(self, data, training):
+        forward = self.mode.forward(self, data, training=training, seed=self._step_seed(training))
+        with self._learned_temperature():
+            loss = self.compute_loss(
+                y=forward.y_true, y_pred=forward.y_pred, sample_weight=forward.sample_weight,
+                training=training,
+            )
+        if self.probe is not None and forward.labels is not None:
+            forward.probe_logits = self.probe(ops.stop_gradient(forward.representation))
+            probe_loss = keras.losses.sparse_categorical_crossentropy(
+                forward.labels, forward.probe_logits, from_logits=True
+            )
+            loss = loss + ops.mean(probe_loss) / _num_replicas()
+        # Stops `fit` with a clear error instead of writing NaN weights. Under XLA
+        # (`jit_compile=True`) the check compiles away: add `TerminateOnNaN` there.
+        loss = tf.debugging.check_numerics(
+            loss, "ContrastiveModel: the loss is NaN or Inf. Lower the learning rate or check "
+            "the inputs for non-finite values"
+        )
+        return forward, loss
+
+    def _update_metrics(self, forward, loss):
+        batch = ops.shape(forward.y_pred)[0]
+        self._trackers["loss"].update_state(loss * _num_replicas(), sample_weight=batch)
+        reported = ["loss"]
+        if forward.accuracy is not None:
+            self._trackers["contrastive_accuracy"].update_state(forward.accuracy, batch)
+            reported.append("contrastive_accuracy")
+        if self.logit_scale is not None:
+            self._trackers["temperature"].update_state(self.logit_scale.temperature)
+            reported.append("temperature")
+        if "probe_accuracy" in self._trackers and forward.labels is not None:
+            predicted = ops.cast(ops.argmax(forward.probe_logits, axis=-1), "int32")
+            hits = predicted == ops.cast(forward.labels, "int32")
+            self._trackers["probe_accuracy"].update_state(ops.cast(hits, "float32"))
+            reported.append("probe_accuracy")
+        return {name: self._trackers[name].result() for name in reported}
+
+    def _step_seed(self, training):
+        """`(seed + replica offset, iteration)`: replayable, distinct per replica."""
+        if not self._augmenter_takes_seed:
+            return None
+        step = self.optimizer.iterations if training and self.optimizer is not None else -1
+        ctx = tf.distribute.get_replica_context()
+        replica = 0 if ctx is None else ctx.replica_id_in_sync_group
+        return tf.stack([
+            tf.cast(self.seed, "int32") + 1_000_003 * tf.cast(replica, "int32"),
+            tf.cast(step, "int32"),
+        ])
+
+    @contextlib.contextmanager
+    def _learned_temperature(self):
+        """Lets the compiled loss use the learned temperature during the step."""
+        if self.logit_scale is None:
+            yield
+            return
+        fixed = self.loss.temperature
+        self.loss.temperature = self.logit_scale.temperature
+        try:
+            yield
+        finally:
+            self.loss.temperature = fixed
+
+    # ---------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        for name in _SERIALIZED:
+            value = getattr(self, name)
+            config[name] = None if value is None else keras.saving.serialize_keras_object(value)
+        config.update({"probe_classes": self.probe_classes, "seed": self.seed})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in _SERIALIZED:
+            if config.get(name) is not None:
+                config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
+
+
+def _logit_scale(value, dual):
+    if value is None or isinstance(value, LogitScale):
+        return value
+    if value == "learnable":
+        if not dual:
+            raise ValueError("`logit_scale` applies to the dual-encoder mode only.")
+        return LogitScale(initial_temperature=0.07, max_scale=100.0, learnable=True)
+    raise ValueError(
+        "`logit_scale` must be None, 'learnable' or a kc.layers.LogitScale. "
+        f"Received: logit_scale={value!r}"
+    )
+
+
+def _output_shape(model):
+    try:
+        shape = model.output_shape if model is not None else None
+    except (AttributeError, ValueError):
+        return None
+    return tuple(shape) if shape is not None and not isinstance(shape, dict) else None
+
+
+def _name(value):
+    return None if value is None else type(value).__name__
+
+
+def _num_replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
