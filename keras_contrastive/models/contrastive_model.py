@@ -156,6 +156,8 @@ class ContrastiveModel(keras.Model):
             if "text" in inputs:
                 out["text"] = self.embed_text(inputs["text"], training=training)
             return out
+        if isinstance(inputs, (tuple, list)):  # views or pairs: each one embedded
+            return tuple(self.encoder(x, training=training) for x in inputs)
         return self.encoder(inputs, training=training)
 
     def embed(self, inputs, training=False):
@@ -205,6 +207,20 @@ class ContrastiveModel(keras.Model):
                   self.image_head, self.text_head, self.probe, self.logit_scale)
         return all(layer.built for layer in layers if layer is not None)
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras' `compute_loss`, on the contrastive layout the steps build.
+
+        The steps pass `x=None` and `y_pred` from the mode. Keras' automatic
+        build (under a distribution strategy) calls this with `x` and the
+        output of `call()`, the representation, which no contrastive loss
+        takes: that call builds nothing and returns 0.
+        """
+        if x is not None:
+            return ops.zeros((), dtype="float32")
+        return super().compute_loss(
+            y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+
     def compile_from_config(self, config):
         """Restores `compile()` from a `.keras` file, optimizer state included."""
         self.compile(**keras.saving.deserialize_keras_object(config))
@@ -233,6 +249,14 @@ class ContrastiveModel(keras.Model):
 
     def _forward_and_loss(self, data, training):
         forward = self.mode.forward(self, data, training=training, seed=self._step_seed(training))
+        if tf.distribute.get_replica_context() is not None and _num_replicas() > 1:
+            tf.debugging.assert_greater_equal(
+                tf.shape(forward.y_pred)[0], 2, message=(
+                    "ContrastiveModel: a replica received fewer than 2 examples. Use a global "
+                    "batch of at least 2 x num_replicas (drop_remainder=True avoids short "
+                    "final batches)."
+                ),
+            )
         with self._learned_temperature():
             loss = self.compute_loss(
                 y=forward.y_true, y_pred=forward.y_pred, sample_weight=forward.sample_weight,
