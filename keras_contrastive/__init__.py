@@ -28,7 +28,6 @@ from keras_contrastive import (  # noqa: E402
     models,
     ops,
 )
-
 from keras_contrastive.models import ContrastiveModel  # noqa: E402
 
 __version__ = "0.1.0"

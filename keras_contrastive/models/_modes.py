@@ -49,9 +49,7 @@ class TwoViewMode:
     """
 
     name = "two-view"
-    expected = (
-        "`images`, `(view_1, view_2)`, `(images, labels)` or `((x_1, x_2), similar)`"
-    )
+    expected = "`images`, `(view_1, view_2)`, `(images, labels)` or `((x_1, x_2), similar)`"
     losses = (
         losses.NTXentLoss,
         losses.InfoNCELoss,
@@ -82,8 +80,9 @@ class TwoViewMode:
         representation = model.encoder(flat, training=training)
         projection = representation
         if model.projection_head is not None:
-            projection = _rank_2("projection_head", model.projection_head(representation,
-                                                                          training=training))
+            projection = _rank_2(
+                "projection_head", model.projection_head(representation, training=training)
+            )
         _rank_2("encoder" if model.projection_head is None else "projection_head", projection)
         y_pred = ops.reshape(projection, (-1, num_views, projection.shape[-1]))
         y_true = self._check_labels(loss, labels, pairs, num_views, data)
@@ -103,18 +102,23 @@ class TwoViewMode:
         if isinstance(loss, losses.ContrastiveMarginLoss):
             if not pairs or labels is None:
                 raise structure_error(
-                    "`((x_1, x_2), similar)` pairs with 1/0 similar flags", data,
-                    "ContrastiveMarginLoss scores given pairs.")
+                    "`((x_1, x_2), similar)` pairs with 1/0 similar flags",
+                    data,
+                    "ContrastiveMarginLoss scores given pairs.",
+                )
             return labels
         if loss.labels == "integer":
             if labels is None:
                 raise structure_error(
-                    "`(images, labels)`", data, f"{type(loss).__name__} needs class labels.")
+                    "`(images, labels)`", data, f"{type(loss).__name__} needs class labels."
+                )
             return _flat_labels(labels)
         if num_views != 2:
             raise structure_error(
-                "two views: `(view_1, view_2)`, or images with an `augmenter`", data,
-                f"{type(loss).__name__} needs two views of each example.")
+                "two views: `(view_1, view_2)`, or images with an `augmenter`",
+                data,
+                f"{type(loss).__name__} needs two views of each example.",
+            )
         return None
 
     def _accuracy(self, forward, loss, projection, num_views):
@@ -165,8 +169,10 @@ class DualEncoderMode:
         if getattr(model.loss, "use_group_ids", False):
             if group_ids is None:
                 raise structure_error(
-                    self.expected.replace("optionally", "with"), data,
-                    "CLIPLoss(use_group_ids=True) needs group ids.")
+                    self.expected.replace("optionally", "with"),
+                    data,
+                    "CLIPLoss(use_group_ids=True) needs group ids.",
+                )
             y_true = _flat_labels(group_ids)
         ids = ops.arange(ops.shape(image)[0]) if y_true is None else y_true
         accuracy = nearest_positive_accuracy(image, text, ids, ids, exclude_self=False)

@@ -11,8 +11,15 @@ from keras_contrastive.layers import LogitScale, MultiView
 from keras_contrastive.models._modes import DualEncoderMode, TwoViewMode, text_is_strings
 
 _SERIALIZED = (
-    "encoder", "projection_head", "augmenter", "image_encoder", "text_encoder",
-    "image_head", "text_head", "text_preprocessor", "logit_scale",
+    "encoder",
+    "projection_head",
+    "augmenter",
+    "image_encoder",
+    "text_encoder",
+    "image_head",
+    "text_head",
+    "text_preprocessor",
+    "logit_scale",
 )
 
 
@@ -134,8 +141,11 @@ class ContrastiveModel(keras.Model):
     # ----------------------------------------------------------------- build
     def _build_heads(self):
         """Builds heads and probe from the encoders' output shapes, when known."""
-        pairs = [(self.encoder, self.projection_head), (self.image_encoder, self.image_head),
-                 (self.text_encoder, self.text_head)]
+        pairs = [
+            (self.encoder, self.projection_head),
+            (self.image_encoder, self.image_head),
+            (self.text_encoder, self.text_head),
+        ]
         for tower, head in pairs:
             shape = _output_shape(tower)
             if shape is None:
@@ -144,6 +154,8 @@ class ContrastiveModel(keras.Model):
                 head.build(shape)
             if tower is (self.encoder or self.image_encoder) and self.probe is not None:
                 self.probe.build(shape)
+        if self._towers_built():
+            self.built = True  # all variables exist: ready for load_weights / BackupAndRestore
 
     # ------------------------------------------------------------- inference
     def call(self, inputs, training=False):
@@ -193,8 +205,7 @@ class ContrastiveModel(keras.Model):
         if not isinstance(loss, self.mode.losses):
             names = ", ".join(cls.__name__ for cls in self.mode.losses)
             raise ValueError(
-                f"The {self.mode.name} mode trains with one of: {names}. "
-                f"Received: loss={loss!r}"
+                f"The {self.mode.name} mode trains with one of: {names}. Received: loss={loss!r}"
             )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
         if self._towers_built():
@@ -203,8 +214,16 @@ class ContrastiveModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def _towers_built(self):
-        layers = (self.encoder, self.projection_head, self.image_encoder, self.text_encoder,
-                  self.image_head, self.text_head, self.probe, self.logit_scale)
+        layers = (
+            self.encoder,
+            self.projection_head,
+            self.image_encoder,
+            self.text_encoder,
+            self.image_head,
+            self.text_head,
+            self.probe,
+            self.logit_scale,
+        )
         return all(layer.built for layer in layers if layer is not None)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -251,7 +270,9 @@ class ContrastiveModel(keras.Model):
         forward = self.mode.forward(self, data, training=training, seed=self._step_seed(training))
         if tf.distribute.get_replica_context() is not None and _num_replicas() > 1:
             tf.debugging.assert_greater_equal(
-                tf.shape(forward.y_pred)[0], 2, message=(
+                tf.shape(forward.y_pred)[0],
+                2,
+                message=(
                     "ContrastiveModel: a replica received fewer than 2 examples. Use a global "
                     "batch of at least 2 x num_replicas (drop_remainder=True avoids short "
                     "final batches)."
@@ -259,7 +280,9 @@ class ContrastiveModel(keras.Model):
             )
         with self._learned_temperature():
             loss = self.compute_loss(
-                y=forward.y_true, y_pred=forward.y_pred, sample_weight=forward.sample_weight,
+                y=forward.y_true,
+                y_pred=forward.y_pred,
+                sample_weight=forward.sample_weight,
                 training=training,
             )
         if self.probe is not None and forward.labels is not None:
@@ -271,8 +294,9 @@ class ContrastiveModel(keras.Model):
         # Stops `fit` with a clear error instead of writing NaN weights. Under XLA
         # (`jit_compile=True`) the check compiles away: add `TerminateOnNaN` there.
         loss = tf.debugging.check_numerics(
-            loss, "ContrastiveModel: the loss is NaN or Inf. Lower the learning rate or check "
-            "the inputs for non-finite values"
+            loss,
+            "ContrastiveModel: the loss is NaN or Inf. Lower the learning rate or check "
+            "the inputs for non-finite values",
         )
         return forward, loss
 
@@ -300,10 +324,12 @@ class ContrastiveModel(keras.Model):
         step = self.optimizer.iterations if training and self.optimizer is not None else -1
         ctx = tf.distribute.get_replica_context()
         replica = 0 if ctx is None else ctx.replica_id_in_sync_group
-        return tf.stack([
-            tf.cast(self.seed, "int32") + 1_000_003 * tf.cast(replica, "int32"),
-            tf.cast(step, "int32"),
-        ])
+        return tf.stack(
+            [
+                tf.cast(self.seed, "int32") + 1_000_003 * tf.cast(replica, "int32"),
+                tf.cast(step, "int32"),
+            ]
+        )
 
     @contextlib.contextmanager
     def _learned_temperature(self):
@@ -363,4 +389,3 @@ def _name(value):
 
 def _num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
-

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cpu_strategy
 
 import keras_contrastive as kc
 from keras_contrastive import losses
@@ -94,12 +93,21 @@ def clip_model(**kwargs):
         CAPTIONS, vocabulary_size=50, sequence_length=6, tokenizer="whitespace"
     )
     text_encoder = kc.encoders.text_transformer(
-        vocabulary_size=preprocessor.vocabulary_size, sequence_length=6, embed_dim=8,
-        num_heads=1, num_layers=1, output_dim=8,
+        vocabulary_size=preprocessor.vocabulary_size,
+        sequence_length=6,
+        embed_dim=8,
+        num_heads=1,
+        num_layers=1,
+        output_dim=8,
     )
     return kc.ContrastiveModel(
-        image_encoder=mlp(), text_encoder=text_encoder, image_head=head(), text_head=head(),
-        text_preprocessor=preprocessor, logit_scale="learnable", **kwargs,
+        image_encoder=mlp(),
+        text_encoder=text_encoder,
+        image_head=head(),
+        text_head=head(),
+        text_preprocessor=preprocessor,
+        logit_scale="learnable",
+        **kwargs,
     )
 
 
@@ -133,8 +141,9 @@ def test_dual_encoder_group_ids():
     history = model.fit(tf.data.Dataset.from_tensor_slices(data).batch(8), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     with pytest.raises(ValueError, match="group ids"):
-        model.fit(tf.data.Dataset.from_tensor_slices({"image": x, "text": text}).batch(8),
-                  verbose=0)
+        model.fit(
+            tf.data.Dataset.from_tensor_slices({"image": x, "text": text}).batch(8), verbose=0
+        )
 
 
 def test_keras_save_round_trip_gives_identical_embeddings_and_resumes(tmp_path):
@@ -169,7 +178,8 @@ def test_dual_encoder_save_round_trip(tmp_path):
     restored = keras.models.load_model(tmp_path / "clip.keras")
     for key in ("image", "text"):
         np.testing.assert_allclose(
-            restored(data)[key], model(data)[key],
+            restored(data)[key],
+            model(data)[key],
             atol=1e-6,
         )
     np.testing.assert_allclose(restored.logit_scale.temperature, model.logit_scale.temperature)

@@ -23,13 +23,21 @@ def head():
 
 def make(kind):
     if kind == "clip":
-        return kc.ContrastiveModel(image_encoder=mlp(), text_encoder=mlp(5), image_head=head(),
-                                   text_head=head(), logit_scale="learnable")
+        return kc.ContrastiveModel(
+            image_encoder=mlp(),
+            text_encoder=mlp(5),
+            image_head=head(),
+            text_head=head(),
+            logit_scale="learnable",
+        )
     return kc.ContrastiveModel(encoder=mlp(), projection_head=head())
 
 
-LOSSES = {"ntxent": losses.NTXentLoss(0.2), "supcon": losses.SupConLoss(0.2),
-          "clip": losses.CLIPLoss()}
+LOSSES = {
+    "ntxent": losses.NTXentLoss(0.2),
+    "supcon": losses.SupConLoss(0.2),
+    "clip": losses.CLIPLoss(),
+}
 
 
 def dataset(kind):
@@ -61,7 +69,9 @@ def test_one_step_matches_single_device(kind, num_replicas):
     got = mirrored.fit(dataset(kind), epochs=1, verbose=0).history
 
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
-    assert any(np.abs(w - w0).max() > 1e-3 for w, w0 in zip(single.get_weights(), initial, strict=True))
+    assert any(
+        np.abs(w - w0).max() > 1e-3 for w, w0 in zip(single.get_weights(), initial, strict=True)
+    )
     for w_mirrored, w_single in zip(mirrored.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(w_mirrored, w_single, atol=1e-5)
 
