@@ -70,8 +70,8 @@ def main():
             for jit in (False, True):
                 ours = loss_step(fn, labels, jit)
                 floor = floor_step(rows, jit)
-                t_ours = median_seconds(lambda: ours(x)[1].numpy(), args.repeats)
-                t_floor = median_seconds(lambda: floor(x)[1].numpy(), args.repeats)
+                t_ours = median_seconds(lambda f=ours, v=x: f(v)[1].numpy(), args.repeats)
+                t_floor = median_seconds(lambda f=floor, v=x: f(v)[1].numpy(), args.repeats)
                 print(
                     f"{name:8} {batch:5d} {str(jit):>5} {1e3 * t_ours:9.1f} "
                     f"{1e3 * t_floor:9.1f} {t_ours / t_floor:6.2f}",

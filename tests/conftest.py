@@ -25,22 +25,22 @@ def _seed():
     yield
 
 
-_STRATEGIES = {}
+_strategies_made = 0
 
 
 def cpu_strategy(num_replicas):
-    """A MirroredStrategy over `num_replicas` logical CPUs, one per size per process.
+    """A fresh MirroredStrategy over `num_replicas` logical CPUs.
 
-    Strategies of different sizes in one process must not share collective
-    group keys ("joining a group with size 4, but that group has size 2"), so
-    each size gets its own key range, as TensorFlow's own tests do.
+    Every strategy gets its own collective key range ("joining a group with
+    size 4, but that group has size 2" otherwise), as TensorFlow's own tests
+    do. Strategies are not shared between tests: a trace that raises on one
+    replica leaves the replicas' collective instance counters out of step,
+    and the next collective on that strategy would pair mismatched ops.
     """
-    if num_replicas not in _STRATEGIES:
-        tf.distribute.MirroredStrategy._collective_key_base = 10_000 * num_replicas
-        _STRATEGIES[num_replicas] = tf.distribute.MirroredStrategy(
-            [f"/cpu:{i}" for i in range(num_replicas)]
-        )
-    return _STRATEGIES[num_replicas]
+    global _strategies_made
+    _strategies_made += 1
+    tf.distribute.MirroredStrategy._collective_key_base = 10_000 * _strategies_made
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
 
 
 @pytest.fixture

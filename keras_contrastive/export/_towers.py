@@ -44,13 +44,14 @@ def image_tower(model, image_size=None, input_signature=None, normalize=True):
             f"to resize to in the graph. Received: image_size={image_size}"
         )
     _build(encoder, head, tf.zeros((1, *size, spec.shape[3]), spec.dtype))
+    served = tf.TensorSpec([None, None, None, spec.shape[3]], tf.float32)
 
     def embed(images, training=False):
+        images = tf.ensure_shape(images, served.shape)  # also when the rank is unknown
         x = encoder(tf.cast(tf.image.resize(images, size), spec.dtype), training=training)
         x = x if head is None else head(x, training=training)
         return _finish(x, normalize)
 
-    served = tf.TensorSpec([None, None, None, spec.shape[3]], tf.float32)
     return Tower("image", served, embed, [layer for layer in (encoder, head) if layer])
 
 
@@ -60,7 +61,7 @@ def text_tower(model, text_preprocessor=None, normalize=True):
     _build(encoder, head, preprocessor(tf.constant(["a"])))
 
     def embed(texts, training=False):
-        x = encoder(preprocessor(texts), training=training)
+        x = encoder(preprocessor(tf.ensure_shape(texts, [None])), training=training)
         x = x if head is None else head(x, training=training)
         return _finish(x, normalize)
 

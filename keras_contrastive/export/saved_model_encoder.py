@@ -43,7 +43,7 @@ class SavedModelEncoder(keras.layers.Layer):
     """
 
     def __init__(self, filepath, trainable=True, **kwargs):
-        super().__init__(trainable=trainable, **kwargs)
+        super().__init__(**kwargs)
         self.filepath = str(filepath)
         self._saved_model = tf.saved_model.load(self.filepath)
         trainable_ids = {id(v) for v in self._saved_model.trainable_variables}
@@ -51,6 +51,7 @@ class SavedModelEncoder(keras.layers.Layer):
             keras.Variable(v, trainable=id(v) in trainable_ids, name=_weight_name(v))
             for v in self._saved_model.variables
         ]
+        self.trainable = trainable  # after the weights exist, so that it freezes them
         self.built = True
 
     def call(self, inputs, training=False):

@@ -38,8 +38,11 @@ def test_replica_gradients_sum_to_single_device_gradient(name, num_replicas):
         y_local = tf.slice(tf.constant(y), [start], [local])
         with tf.GradientTape() as tape:
             tape.watch(x_all)
-            x_local = tf.slice(x_all, tf.concat([[start], tf.zeros(len(shape) - 1, "int32")], 0),
-                               (local,) + shape[1:])
+            x_local = tf.slice(
+                x_all,
+                tf.concat([[start], tf.zeros(len(shape) - 1, "int32")], 0),
+                (local,) + shape[1:],
+            )
             # Keras' scaling: the local mean divided by the number of replicas.
             local_loss = tf.reduce_mean(fn(y_local, x_local)) / num_replicas
         return local_loss, tape.gradient(local_loss, x_all)

@@ -120,17 +120,21 @@ x = expected("x")
 for bad in (x[0], x.astype("float64"), x.astype("int32"), x[..., :1]):
     try:
         serve["serving_default"](images=tf.constant(bad))
-    except (TypeError, ValueError) as error:
-        print("refused", type(error).__name__)
+    except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
+        print("refused:", str(error).replace("\\n", " "))
     else:
         print("accepted", bad.shape, bad.dtype)
 
-# TF Hub's reusable API: gradients reach every trainable variable.
+# TF Hub's reusable API: inference as served; in training mode, gradients reach every
+# trainable variable and batch statistics update the moving averages.
+np.testing.assert_allclose(image(x), expected("image"), atol=1e-5)
+moving = [v for v in image.variables if not v.trainable]
+before = [v.numpy() for v in moving]
 with tf.GradientTape() as tape:
     loss = tf.reduce_sum(image(x, training=True) ** 3)
 gradients = tape.gradient(loss, image.trainable_variables)
 print("gradients", len(image.trainable_variables), sum(g is not None for g in gradients))
-np.testing.assert_allclose(image(x), expected("image"), atol=1e-5)  # training=False
+assert moving and all(np.any(b != v.numpy()) for b, v in zip(before, moving))
 penalty = sum(float(loss()) for loss in image.regularization_losses)
 np.testing.assert_allclose(penalty, expected("l2_penalty"), rtol=1e-5)
 print("done")
@@ -139,7 +143,11 @@ print("done")
 
 def test_served_embeddings_equal_the_library_and_bad_input_is_refused(exported, consumer):
     out = consumer(LOAD_AND_COMPARE, EXPORT_DIR=str(exported))
-    assert out.count("refused") == 4, out  # wrong rank, dtype (x2), channels: no broadcast
+    refused = re.findall("refused: .*", out)  # wrong rank, dtype (x2), channels: no broadcast
+    assert len(refused) == 4, out
+    assert "expected shape [?,?,?,3]" in refused[0] and "expected shape" in refused[3]
+    assert "expected to be a float tensor but is a double" in refused[1]
+    assert "expected to be a float tensor but is a int32" in refused[2]
     assert "accepted" not in out
     (gradients,) = re.findall(r"gradients (\d+) (\d+)", out)
     assert int(gradients[0]) > 0 and gradients[0] == gradients[1], out
@@ -223,31 +231,30 @@ def saved_model_cli(path):
         name = block.split("'")[0]
         tensors = re.findall(
             r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+"
-            r"shape: (\S+)",
+            r"shape: (.+)",
             block,
         )
-        found[name] = {f"{kind}:{key}": (dtype, shape) for kind, key, dtype, shape in tensors}
+        found[name] = {
+            f"{kind}:{key}": (dtype, shape.replace(" ", "")) for kind, key, dtype, shape in tensors
+        }
     return found
 
 
 def test_saved_model_cli_lists_the_documented_signatures(exported):
-    image = saved_model_cli(exported / "image")
+    signatures = saved_model_cli(exported / "dual")
     images = ("DT_FLOAT", "(-1,-1,-1,3)")
-    embedding = {"outputs:embedding": ("DT_FLOAT", "(-1,6)")}
-    assert image["serving_default"] == {"inputs:images": images, **embedding}
-    assert image["embed_image"] == image["serving_default"]
-    assert image["embed_image_uint8"] == {"inputs:images": ("DT_UINT8", images[1]), **embedding}
-    dual = saved_model_cli(exported / "dual")
-    assert set(dual) - {"__saved_model_init_op"} == {
+    embedding = {"outputs:embedding": ("DT_FLOAT", "(-1,4)")}
+    assert set(signatures) - {"__saved_model_init_op"} == {
         "serving_default",
         "embed_image",
         "embed_image_uint8",
         "embed_text",
     }
-    assert dual["embed_text"] == {
-        "inputs:texts": ("DT_STRING", "(-1)"),
-        "outputs:embedding": ("DT_FLOAT", "(-1,4)"),
-    }
+    assert signatures["serving_default"] == {"inputs:images": images, **embedding}
+    assert signatures["embed_image"] == signatures["serving_default"]
+    uint8 = ("DT_UINT8", images[1])
+    assert signatures["embed_image_uint8"] == {"inputs:images": uint8, **embedding}
+    assert signatures["embed_text"] == {"inputs:texts": ("DT_STRING", "(-1)"), **embedding}
 
 
 class Unbuilt(keras.Model):

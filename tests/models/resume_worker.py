@@ -35,8 +35,9 @@ class Die(keras.callbacks.Callback):
 
 keras.utils.set_random_seed(0)
 images = np.random.default_rng(0).uniform(size=(32, 8, 8, 3)).astype("float32")
-encoder = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
-                            keras.layers.Dense(8, activation="tanh")])
+encoder = keras.Sequential(
+    [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(8, activation="tanh")]
+)
 model = kc.ContrastiveModel(
     encoder=encoder,
     projection_head=kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=4, batch_norm=False),
@@ -45,7 +46,11 @@ model = kc.ContrastiveModel(
 )
 model.compile(optimizer=keras.optimizers.Adam(0.01), loss=kc.losses.NTXentLoss(0.2))
 model.fit(
-    images, batch_size=8, epochs=3, shuffle=False, verbose=0,
+    images,
+    batch_size=8,
+    epochs=3,
+    shuffle=False,
+    verbose=0,
     callbacks=[keras.callbacks.BackupAndRestore(args.backup_dir), Die()],
 )
 np.save(args.out, np.concatenate([w.ravel() for w in model.get_weights()]))

@@ -23,7 +23,10 @@ def test_simclr_on_digits_beats_random_initialisation():
         encoder=encoder(),
         projection_head=kc.layers.ProjectionHead(hidden_dims=(64,), output_dim=32),
         augmenter=kc.layers.SimCLRAugmentation(
-            image_size=(16, 16), value_range=(0, 1), flip_rate=0.0, crop_area=(0.4, 1.0),
+            image_size=(16, 16),
+            value_range=(0, 1),
+            flip_rate=0.0,
+            crop_area=(0.4, 1.0),
             blur_rate=0.0,
         ),
     )

@@ -44,9 +44,5 @@ def test_masked_log_softmax_matches_numpy_and_stays_finite():
 
 def test_label_and_positive_masks():
     labels = np.array([0, 1, 0])
-    np.testing.assert_array_equal(
-        kops.label_mask(labels), [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
-    )
-    np.testing.assert_array_equal(
-        kops.positive_mask(labels), [[0, 0, 1], [0, 0, 0], [1, 0, 0]]
-    )
+    np.testing.assert_array_equal(kops.label_mask(labels), [[1, 0, 1], [0, 1, 0], [1, 0, 1]])
+    np.testing.assert_array_equal(kops.positive_mask(labels), [[0, 0, 1], [0, 0, 0], [1, 0, 0]])

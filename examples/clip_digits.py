@@ -1,0 +1,148 @@
+"""CLIP on handwritten digits: an image tower and a text tower trained into one space.
+
+A dual encoder (Radford et al. 2021) on `kc.datasets.digits()` with generated
+captions ("a handwritten seven", "the digit 7 written by hand", ...):
+
+1. A small CNN reads the images; a small transformer reads the captions,
+   tokenized in the graph by `kc.layers.TextPreprocessor` (so the model takes
+   raw strings). `CLIPLoss` with a learnable temperature; captions of the same
+   digit are positives of each other (`group_id`), since they say the same.
+2. Zero-shot classification of the test images from prompts built with
+   *held-out* templates (`ZERO_SHOT_TEMPLATES`, phrasings never seen in
+   training), and image<->text Recall@1/5/10 against the held-out captions,
+   where a caption is relevant to an image when it names the image's digit.
+3. A picture of caption-image cosine similarities in `--output-dir`.
+
+    python examples/clip_digits.py
+    python examples/clip_digits.py --quick    # a few steps, for tests
+"""
+
+import argparse
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_contrastive as kc
+
+KS = (1, 5, 10)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", default="outputs/clip_digits")
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a tiny run to check the script")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs = 1
+    return args
+
+
+def caption_dataset(images, labels, captions, batch_size, seed):
+    """Every (image, caption) pair once per epoch, with the digit as `group_id`."""
+    count = captions.shape[1]
+    pairs = {
+        "image": np.repeat(images, count, axis=0),
+        "text": captions.reshape(-1),
+        "group_id": np.repeat(labels, count),
+    }
+    return kc.datasets.to_dataset(pairs, batch_size=batch_size, shuffle=True, seed=seed)
+
+
+def build_model(args, input_shape, corpus):
+    preprocessor = kc.layers.TextPreprocessor.from_corpus(
+        corpus, vocabulary_size=200, sequence_length=12, tokenizer="whitespace"
+    )
+    text_encoder = kc.encoders.text_transformer(
+        vocabulary_size=preprocessor.vocabulary_size,
+        sequence_length=12,
+        embed_dim=32,
+        num_heads=2,
+        num_layers=1,
+    )
+    model = kc.ContrastiveModel(
+        image_encoder=kc.encoders.small_cnn(input_shape=input_shape, width=16),
+        text_encoder=text_encoder,
+        image_head=kc.layers.ProjectionHead(hidden_dims=(), output_dim=32, batch_norm=False),
+        text_head=kc.layers.ProjectionHead(hidden_dims=(), output_dim=32, batch_norm=False),
+        text_preprocessor=preprocessor,
+        logit_scale="learnable",
+        seed=args.seed,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss=kc.losses.CLIPLoss())
+    return model
+
+
+def class_recall(similarity, query_labels, candidate_labels, prefix):
+    """Recall@K where a candidate is relevant to a query of the same class."""
+    ranked = np.argsort(-similarity, axis=1, kind="stable")
+    hits = candidate_labels[ranked] == query_labels[:, None]
+    return {f"{prefix}_recall@{k}": float(hits[:, :k].any(axis=1).mean()) for k in KS}
+
+
+def evaluate(model, images, labels):
+    """Zero-shot top-1 (held-out templates) and image<->text recall, as fractions."""
+    classifier = kc.evaluation.ZeroShotClassifier(
+        lambda prompts: model.embed_text(prompts),
+        kc.datasets.DIGIT_NAMES,
+        templates=kc.datasets.ZERO_SHOT_TEMPLATES,
+        image_encoder=lambda x: model.embed_image(x),
+    )
+    metrics = {"zero_shot_top1": classifier.evaluate((images, labels))["top1"]}
+    # Held-out captions: each held-out template with each label word of each digit.
+    caption_labels = np.repeat(np.arange(10), 2 * len(kc.datasets.ZERO_SHOT_TEMPLATES))
+    captions = kc.datasets.digit_captions(
+        caption_labels, captions_per_image=1, templates=kc.datasets.ZERO_SHOT_TEMPLATES
+    )[:, 0]
+    image_embeddings = kc.ops.l2_normalize(model.embed_image(images))
+    text_embeddings = kc.ops.l2_normalize(model.embed_text(tf.constant(captions)))
+    similarity = keras.ops.convert_to_numpy(image_embeddings @ keras.ops.transpose(text_embeddings))
+    metrics.update(class_recall(similarity, labels, caption_labels, "image_to_text"))
+    metrics.update(class_recall(similarity.T, caption_labels, labels, "text_to_image"))
+    return metrics
+
+
+def plot_similarities(model, images, labels, path):
+    """One test image of each digit against one held-out prompt per digit."""
+    first = np.array([np.flatnonzero(labels == digit)[0] for digit in range(10)])
+    prompts = [f"this is a handwritten {name}" for name in kc.datasets.DIGIT_NAMES]
+    kc.evaluation.plot_similarity_matrix(
+        model.embed_image(images[first]),
+        model.embed_text(tf.constant(prompts)),
+        images[first],
+        prompts,
+        path,
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    data = kc.datasets.digits(image_size=args.image_size, channels=1)
+    (x_train, y_train), (x_test, y_test) = data.train, data.test
+    captions = kc.datasets.digit_captions(y_train, captions_per_image=5, seed=args.seed)
+    dataset = caption_dataset(x_train, y_train, captions, args.batch_size, args.seed)
+    model = build_model(args, x_train.shape[1:], captions.reshape(-1))
+
+    start = time.perf_counter()
+    model.fit(dataset, epochs=args.epochs, steps_per_epoch=2 if args.quick else None)
+    print(f"training: {time.perf_counter() - start:.0f} s")
+
+    metrics = evaluate(model, x_test, y_test)
+    for name, value in metrics.items():
+        print(f"{name:<28}{value:.3f}")
+    plot_similarities(model, x_test, y_test, os.path.join(args.output_dir, "similarity.png"))
+    print(f"wrote similarity.png to {args.output_dir}")
+    print("metrics: " + " ".join(f"{name}={100 * value:.1f}" for name, value in metrics.items()))
+
+
+if __name__ == "__main__":
+    main()
