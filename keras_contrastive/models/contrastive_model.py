@@ -246,6 +246,22 @@ class ContrastiveModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' build from the first batch, fixed for several workers.
+
+        Keras reduces the first distributed batch with MEAN to read its
+        shapes, which fails under `MultiWorkerMirroredStrategy` for nested
+        batches (keras-team/keras#20585); one replica's batch has the shapes.
+        """
+        strategy = self.distribute_strategy
+        if iterator is None or not _multi_worker(strategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            batch = next(batches)
+            break
+        local = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], batch)
+        return super()._maybe_symbolic_build(data_batch=local)
+
     @property
     def metrics(self):
         return list(self._trackers.values())
@@ -315,7 +331,13 @@ class ContrastiveModel(keras.Model):
             hits = predicted == ops.cast(forward.labels, "int32")
             self._trackers["probe_accuracy"].update_state(ops.cast(hits, "float32"))
             reported.append("probe_accuracy")
-        return {name: self._trackers[name].result() for name in reported}
+        results = {name: self._trackers[name].result() for name in reported}
+        if _multi_worker(self.distribute_strategy):
+            # Keras reduces step outputs across workers with MEAN over axis 0,
+            # which fails on scalars (keras-team/keras#20585). The results are
+            # already global (synchronized metric variables): give them that axis.
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
     def _step_seed(self, training):
         """`(seed + replica offset, iteration)`: replayable, distinct per replica."""
@@ -385,6 +407,13 @@ def _output_shape(model):
 
 def _name(value):
     return None if value is None else type(value).__name__
+
+
+def _multi_worker(strategy):
+    """Whether `strategy` spans several workers (processes)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+    )
 
 
 def _num_replicas():
