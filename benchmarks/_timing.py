@@ -1,4 +1,4 @@
-"""Shared timing helper for the benchmarks: warm up, then the median of repeats."""
+"""Shared timing helpers for the benchmarks."""
 
 import time
 
@@ -15,3 +15,31 @@ def median_seconds(fn, repeats=5, warmup=2):
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def clock():
+    """`(wall, CPU)` seconds now; `time.process_time()` counts all threads of this process."""
+    return time.perf_counter(), time.process_time()
+
+
+def per_step(start, end, steps):
+    """`(wall, CPU)` seconds per step between two `clock()` readings."""
+    return tuple((b - a) / steps for a, b in zip(start, end, strict=True))
+
+
+class Stopwatch:
+    """`with Stopwatch(n) as w: ...` sets `w.seconds` to `(wall, CPU)` seconds per step of `n`.
+
+    CPU time includes tf.data's threads. On a machine shared with other jobs it
+    is less sensitive to their load than wall time.
+    """
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def __enter__(self):
+        self.start = clock()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = per_step(self.start, clock(), self.steps)

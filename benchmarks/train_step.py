@@ -1,99 +1,118 @@
-"""Steps/s of ContrastiveModel.fit against a hand-written tf.function loop (the floor).
+"""The levers of ContrastiveModel's training speed, each measured side by side.
 
-Same work on both sides: two-view SimCLR, small CNN encoder (no BatchNorm),
-ProjectionHead(128 -> 128), NT-Xent (temperature 0.1), Adam, batch 256 of
-32x32 views given as (view_1, view_2) pairs, so that augmentation is not
-timed. The floor is a plain `tf.function` step doing forward, loss, backward
-and update with nothing around it, fed by the same tf.data pipeline. Both run
-in this process, alternately.
+SimCLR two-view training of `small_cnn()` (BatchNorm on) with the SimCLR
+projection head Dense(512) -> BN -> ReLU -> Dense(128) -> BN, NT-Xent 0.1,
+Adam, 32x32 images (see `_steps.py`). Sections:
 
-    python benchmarks/train_step.py [--steps 20] [--batch 256] [--jit]
+- `xla`: `compile(jit_compile=True)` vs off, for ours and for the floor (a
+  hand-written `tf.function` step), on pre-made view pairs and with the
+  SimCLR augmentation in the step;
+- `precision`: the `float32`, `mixed_bfloat16` and `mixed_float16` policies
+  (on this machine's CPU; no GPU was lent);
+- `pipeline`: the augmentation inside the step vs in `tf.data` (one batched,
+  vectorized `SimCLRAugmentation` call per view in `Dataset.map` with
+  `num_parallel_calls=AUTOTUNE`, then `prefetch(AUTOTUNE)`);
+- `steps_per_execution`: 1 vs 10, augmentation in the step (and at batch 32).
+
+Every section times its sides alternately `--rounds` times and prints medians
+of wall and CPU seconds per step, and throughput relative to the first side.
+
+    python benchmarks/train_step.py [--section all] [--rounds 3] [--batch 256]
 """
 
 import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _data import image_batches, view_pairs  # noqa: E402
+from _steps import FitStep, augmenter, median_of_rounds, simclr_floor, simclr_model  # noqa: E402
 
-import keras_contrastive as kc  # noqa: E402
-
-
-def towers(seed):
-    keras.utils.set_random_seed(seed)
-    encoder = kc.encoders.small_cnn(input_shape=(32, 32, 3), width=32, batch_norm=False)
-    head = kc.layers.ProjectionHead(hidden_dims=(128,), output_dim=128, batch_norm=False)
-    return encoder, head
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def pairs(batch):
-    """The same input pipeline for both sides: (view_1, view_2) batches."""
-    rng = np.random.default_rng(0)
-    views = tuple(rng.uniform(size=(batch, 32, 32, 3)).astype("float32") for _ in range(2))
-    return tf.data.Dataset.from_tensors(views).repeat().prefetch(2)
+def xla(batch):
+    pairs, images = view_pairs(batch), image_batches(batch)
+    return {
+        "ours, pairs": FitStep(simclr_model(), pairs),
+        "ours, pairs, XLA": FitStep(simclr_model(), pairs, jit=True),
+        "floor, pairs": simclr_floor("small_cnn", pairs),
+        "floor, pairs, XLA": simclr_floor("small_cnn", pairs, jit=True),
+        "ours, augment in step": FitStep(simclr_model(in_step_augmentation=True), images),
+        "ours, augment in step, XLA": FitStep(
+            simclr_model(in_step_augmentation=True), images, jit=True
+        ),
+    }
 
 
-def time_fit(batch, steps, jit):
-    encoder, head = towers(0)
-    model = kc.ContrastiveModel(encoder=encoder, projection_head=head)
-    model.compile(optimizer="adam", loss=kc.losses.NTXentLoss(0.1), jit_compile=jit)
-    data = pairs(batch)
-    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace + warm up
-    start = time.perf_counter()
-    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    return (time.perf_counter() - start) / steps
+def precision(batch):
+    sides = {}
+    previous = keras.mixed_precision.global_policy()
+    for policy in POLICIES:
+        keras.mixed_precision.set_global_policy(policy)
+        try:  # built, compiled and traced under the policy
+            sides[policy] = FitStep(simclr_model(), view_pairs(batch))
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+    return sides
 
 
-def time_floor(batch, steps, jit):
-    encoder, head = towers(0)
-    optimizer = keras.optimizers.Adam()
-    weights = encoder.trainable_weights + head.trainable_weights
-    optimizer.build(weights)
-    batches = iter(pairs(batch))
+def augmented_in_tf_data(batch):
+    augment = augmenter()
+    data = image_batches(batch).map(
+        lambda x: (augment(x), augment(x)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return data.prefetch(tf.data.AUTOTUNE)
 
-    @tf.function(jit_compile=jit)
-    def step(v1, v2):
-        with tf.GradientTape() as tape:
-            z = head(encoder(tf.concat([v1, v2], 0), training=True), training=True)
-            z = tf.math.l2_normalize(z, -1) / np.sqrt(0.1)
-            n = tf.shape(v1)[0]
-            logits = tf.matmul(z, z, transpose_b=True) - 1e9 * tf.eye(2 * n)
-            labels = tf.concat([tf.range(n, 2 * n), tf.range(n)], 0)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
-        return loss
 
-    for _ in range(3):
-        step(*next(batches)).numpy()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step(*next(batches))
-    loss.numpy()
-    return (time.perf_counter() - start) / steps
+def pipeline(batch):
+    return {
+        "augment in step": FitStep(simclr_model(in_step_augmentation=True), image_batches(batch)),
+        "augment in tf.data": FitStep(simclr_model(), augmented_in_tf_data(batch)),
+    }
+
+
+def steps_per_execution(batch):
+    return {
+        f"batch {batch}, steps_per_execution {spe}": FitStep(
+            simclr_model(in_step_augmentation=True), image_batches(batch), steps_per_execution=spe
+        )
+        for spe in (1, 10)
+    }
+
+
+SECTIONS = {
+    "xla": (xla, 3),
+    "precision": (precision, 3),
+    "pipeline": (pipeline, 3),
+    "steps_per_execution": (steps_per_execution, 10),
+    "steps_per_execution_32": (lambda batch: steps_per_execution(32), 10),
+}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--section", choices=("all", *SECTIONS), default="all")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--jit", action="store_true", help="XLA on both sides")
-    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    fits, floors = [], []
-    for _ in range(args.rounds):  # alternate, so that load changes hit both sides
-        fits.append(time_fit(args.batch, args.steps, args.jit))
-        floors.append(time_floor(args.batch, args.steps, args.jit))
-    fit, floor = min(fits), min(floors)
-    print(
-        f"batch {args.batch}, XLA {args.jit}: ContrastiveModel.fit {1 / fit:.2f} steps/s, "
-        f"floor {1 / floor:.2f} steps/s, fit/floor throughput = {floor / fit:.2f}"
-    )
+    print(f"{os.cpu_count()} CPUs, batch {args.batch}; throughput relative to the first row")
+    for name, (make_sides, steps) in SECTIONS.items():
+        if args.section not in ("all", name):
+            continue
+        seconds = median_of_rounds(make_sides(args.batch), steps, args.rounds)
+        (base, base_cpu), *_ = seconds.values()
+        print(f"\n[{name}] {'side':<36} {'ms/step':>8} {'CPU ms':>8} {'wall x':>7} {'CPU x':>6}")
+        for side, (wall, cpu) in seconds.items():
+            print(
+                f"{'':<{len(name) + 3}}{side:<36} {1e3 * wall:8.0f} {1e3 * cpu:8.0f} "
+                f"{base / wall:7.2f} {base_cpu / cpu:6.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

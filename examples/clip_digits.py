@@ -12,9 +12,15 @@ captions ("a handwritten seven", "the digit 7 written by hand", ...):
    training), and image<->text Recall@1/5/10 against the held-out captions,
    where a caption is relevant to an image when it names the image's digit.
 3. A picture of caption-image cosine similarities in `--output-dir`.
+4. Serving: both towers exported as one SavedModel (`kc.export.export_encoder`),
+   the test images embedded by the *reloaded* image tower into an
+   `EmbeddingIndex`, the index exported with the text tower as its query
+   encoder (`kc.export.export_index`), reloaded with `tf.saved_model.load`
+   and searched by a text query ("a handwritten seven"); the top results'
+   labels are printed and drawn.
 
     python examples/clip_digits.py
-    python examples/clip_digits.py --quick    # a few steps, for tests
+    python examples/clip_digits.py --smoke    # a few steps, for tests
 """
 
 import argparse
@@ -24,10 +30,12 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from matplotlib.figure import Figure
 
 import keras_contrastive as kc
 
 KS = (1, 5, 10)
+QUERY, QUERY_LABEL, SEARCH_K = "a handwritten seven", 7, 8
 
 
 def parse_args(argv=None):
@@ -38,9 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a tiny run to check the script")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run to check the script")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.smoke:
         args.epochs = 1
     return args
 
@@ -122,6 +130,36 @@ def plot_similarities(model, images, labels, path):
     )
 
 
+def export_and_search(model, images, output_dir):
+    """Exports both towers and an index of `images`; searches the reloaded index by `QUERY`.
+
+    Returns the `SEARCH_K` best `(ids, scores)`, ids being rows of `images`.
+    """
+    towers_path = os.path.join(output_dir, "towers")
+    kc.export.export_encoder(model, towers_path, modality="dual")
+    embed_image = tf.saved_model.load(towers_path).signatures["embed_image"]
+    index = kc.evaluation.EmbeddingIndex()
+    index.add(embed_image(images=tf.constant(images))["embedding"].numpy())
+    index_path = os.path.join(output_dir, "index")
+    kc.export.export_index(index, index_path, query_encoder=model, modality="text", k=SEARCH_K)
+    search = tf.saved_model.load(index_path).signatures["serving_default"]
+    found = search(queries=tf.constant([QUERY]))
+    print(f"exported the towers to {towers_path} and the index to {index_path}")
+    return found["ids"].numpy()[0], found["scores"].numpy()[0]
+
+
+def plot_search(images, labels, scores, path):
+    """The images found for `QUERY`, best first, titled with their label and score."""
+    fig = Figure(figsize=(1.4 * len(images), 2.0), layout="constrained")
+    fig.suptitle(f'"{QUERY}": the {len(images)} best test images')
+    axes = fig.subplots(1, len(images))
+    for ax, image, label, score in zip(axes, images, labels, scores, strict=True):
+        ax.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(f"{label} ({score:.2f})", fontsize="small")
+        ax.set_axis_off()
+    fig.savefig(path, dpi=100)
+
+
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
@@ -133,14 +171,20 @@ def main(argv=None):
     model = build_model(args, x_train.shape[1:], captions.reshape(-1))
 
     start = time.perf_counter()
-    model.fit(dataset, epochs=args.epochs, steps_per_epoch=2 if args.quick else None)
+    model.fit(dataset, epochs=args.epochs, steps_per_epoch=2 if args.smoke else None)
     print(f"training: {time.perf_counter() - start:.0f} s")
 
     metrics = evaluate(model, x_test, y_test)
     for name, value in metrics.items():
         print(f"{name:<28}{value:.3f}")
     plot_similarities(model, x_test, y_test, os.path.join(args.output_dir, "similarity.png"))
-    print(f"wrote similarity.png to {args.output_dir}")
+
+    ids, scores = export_and_search(model, x_test, args.output_dir)
+    found = y_test[ids]
+    print(f'"{QUERY}": labels of the {SEARCH_K} best test images: {found.tolist()}')
+    metrics[f"text_search_precision@{SEARCH_K}"] = float(np.mean(found == QUERY_LABEL))
+    plot_search(x_test[ids], found, scores, os.path.join(args.output_dir, "search.png"))
+    print(f"wrote similarity.png and search.png to {args.output_dir}")
     print("metrics: " + " ".join(f"{name}={100 * value:.1f}" for name, value in metrics.items()))
 
 

@@ -15,7 +15,7 @@ The main demo of keras_contrastive, offline and on a CPU in a few minutes:
 
     python examples/simclr_digits.py                    # the demo (digits)
     python examples/simclr_digits.py --dataset mnist    # a TFDS dataset on disk
-    python examples/simclr_digits.py --quick            # a few steps, for tests
+    python examples/simclr_digits.py --smoke            # a few steps, for tests
 
 Digits are not mirror-symmetric, so the augmentation does not flip them
 (`flip_rate=0`); crops keep at least a third of the image, since a small crop
@@ -58,12 +58,12 @@ def parse_args(argv=None):
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--quick",
+        "--smoke",
         action="store_true",
         help="a tiny run (2 epochs, few evaluation steps) to check the script",
     )
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.smoke:
         args.epochs, args.width = 2, 8
     return args
 
@@ -106,13 +106,13 @@ def build_model(args, input_shape):
     return model
 
 
-def evaluate(encoder, train, test, quick):
+def evaluate(encoder, train, test, smoke):
     """Linear-probe top-1 at each `LABELS_PER_CLASS` and kNN top-1, as percentages."""
-    steps = 20 if quick else 500
+    steps = 20 if smoke else 500
     row = {}
     for k in LABELS_PER_CLASS:
         result = kc.evaluation.linear_probe(
-            encoder, train, test, labels_per_class=k, num_trials=1 if quick else 5, steps=steps
+            encoder, train, test, labels_per_class=k, num_trials=1 if smoke else 5, steps=steps
         )
         row[f"linear_{k}_per_class"] = 100 * result["top1"]
     embed = (lambda x: x) if encoder is None else (lambda x: encoder.predict(x, verbose=0))
@@ -155,7 +155,7 @@ def main(argv=None):
     )
 
     model = build_model(args, x_train.shape[1:])
-    knn_every = 1 if args.quick else 10
+    knn_every = 1 if args.smoke else 10
     monitor = kc.callbacks.KNNMonitor((x_train, y_train), (x_test, y_test), knn_every)
     start = time.perf_counter()
     history = model.fit(
@@ -163,13 +163,13 @@ def main(argv=None):
         batch_size=args.batch_size,
         epochs=args.epochs,
         callbacks=[monitor],
-        steps_per_epoch=1 if args.quick else None,
+        steps_per_epoch=1 if args.smoke else None,
     )
     print(f"pre-training: {time.perf_counter() - start:.0f} s")
 
     train, test = (x_train, y_train), (x_test, y_test)
-    raw = evaluate(None, flatten(*train), flatten(*test), args.quick)
-    simclr = evaluate(model.encoder, train, test, args.quick)
+    raw = evaluate(None, flatten(*train), flatten(*test), args.smoke)
+    simclr = evaluate(model.encoder, train, test, args.smoke)
     print_table(raw, simclr)
 
     embeddings = model.encoder.predict(x_test, verbose=0)
@@ -177,7 +177,7 @@ def main(argv=None):
         embeddings,
         y_test,
         os.path.join(args.output_dir, "embeddings.png"),
-        methods=("pca",) if args.quick else None,
+        methods=("pca",) if args.smoke else None,
         class_names=class_names,
     )
     plot_curves(history.history, os.path.join(args.output_dir, "training_curves.png"))

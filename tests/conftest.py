@@ -1,6 +1,10 @@
 """Shared test set-up: quiet TensorFlow, TensorFlow backend, deterministic seeds."""
 
+import functools
 import os
+import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,6 +45,36 @@ def cpu_strategy(num_replicas):
     _strategies_made += 1
     tf.distribute.MirroredStrategy._collective_key_base = 10_000 * _strategies_made
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
+
+
+_ISOLATED = "KERAS_CONTRASTIVE_ISOLATED_TEST"
+
+
+def in_fresh_process(test):
+    """Runs a test in a fresh Python process of its own.
+
+    For the `MirroredStrategy` training tests: TensorFlow's collective ops keep
+    process-wide state, and a collective left in a bad state by an earlier test
+    in the same process can abort theirs. In a process of their own they see
+    none of it.
+    """
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        if os.environ.get(_ISOLATED):
+            return test(*args, **kwargs)
+        node = os.environ["PYTEST_CURRENT_TEST"].rsplit(" ", 1)[0]
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=pathlib.Path(__file__).resolve().parents[1],
+            env={**os.environ, _ISOLATED: "1"},
+        )
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+    return wrapper
 
 
 @pytest.fixture

@@ -128,3 +128,17 @@ def triplet_mined(labels, x, margin, mining, metric):
             chosen = min(farther) if farther else max(d[a, neg[a]])
             values.append(max(d[a, p] - chosen + margin, 0.0))
     return np.mean(values) if values else 0.0
+
+
+def siglip(x, temperature, bias, group_ids=None):
+    """Per-image sums of -log sigmoid(z * (x_i . y_j / temperature + bias)) over all texts j."""
+    images, texts = normalize(x[:, 0]), normalize(x[:, 1])
+    b = len(images)
+    ids = np.arange(b) if group_ids is None else np.asarray(group_ids)
+    out = np.zeros(b)
+    for i in range(b):
+        for j in range(b):
+            sign = 1.0 if ids[i] == ids[j] else -1.0
+            logit = images[i] @ texts[j] / temperature + bias
+            out[i] += np.logaddexp(0.0, -sign * logit)  # -log(sigmoid(sign * logit))
+    return out

@@ -134,9 +134,9 @@ def image_text_dataset(images, captions, batch_size=128, shuffle=True, seed=0):
 
     Example:
 
-    >>> data = digits()
-    >>> x, y = data.train
-    >>> pairs = image_text_dataset(x, digit_captions(y), batch_size=64)
+    >>> import keras_contrastive as kc
+    >>> x, y = kc.datasets.digits().train
+    >>> pairs = kc.datasets.image_text_dataset(x, kc.datasets.digit_captions(y), batch_size=64)
     """
     captions = np.asarray(captions)
     if captions.ndim != 2 or captions.shape[1] == 0 or captions.shape[0] != len(images):

@@ -16,6 +16,13 @@ Split.__doc__ = """A train/test split: `train` and `test` are `(images, labels)`
 
 `images` is float32 `(N, image_size, image_size, channels)` in [0, 1], `labels`
 int32 `(N,)`; `class_names[label]` names a class.
+
+Example:
+
+>>> import keras_contrastive as kc
+>>> split = kc.datasets.digits(image_size=8, channels=1)
+>>> x_test, y_test = split.test  # (540, 8, 8, 1), (540,)
+>>> split.class_names[y_test[0]]  # the English word for the first test label
 """
 
 
@@ -46,9 +53,10 @@ def digits(image_size=32, channels=3, test_size=0.3, seed=0):
 
     Example:
 
-    >>> data = digits()
+    >>> import keras_contrastive as kc
+    >>> data = kc.datasets.digits()
     >>> x_train, y_train = data.train  # (1257, 32, 32, 3), (1257,)
-    >>> train_ds = to_dataset(x_train, y_train, batch_size=128, shuffle=True)
+    >>> train_ds = kc.datasets.to_dataset(x_train, y_train, batch_size=128, shuffle=True)
 
     References:
         - Alpaydin & Kaynak, 1998. "Optical Recognition of Handwritten Digits",

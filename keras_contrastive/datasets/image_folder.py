@@ -55,7 +55,8 @@ def image_folder(path, image_size=32, batch_size=128, channels=3, shuffle=True, 
 
     Example:
 
-    >>> dataset, class_names = image_folder("my_photos/", image_size=64)
+    >>> import keras_contrastive as kc
+    >>> data, names = kc.datasets.image_folder("my_photos/", image_size=64)  # doctest: +SKIP
     """
     size = check_image_size(image_size)
     check_int("batch_size", batch_size, 1)

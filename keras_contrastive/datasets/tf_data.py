@@ -22,7 +22,8 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
     """Turns arrays into a batched, prefetched `tf.data.Dataset`.
 
     Args:
-        x: an array (or a dict of arrays) with one row per example.
+        x: an array, or a dict or tuple of arrays (e.g. `(x_1, x_2)` pairs),
+            with one row per example.
         y: optional array of labels, one per row of `x`. Defaults to `None`
             (elements are `x` batches only, as for self-supervised training).
         batch_size: int > 0. Defaults to `128`.
@@ -38,10 +39,11 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
 
     Example:
 
-    >>> data = digits()
-    >>> train_ds = to_dataset(*data.train, batch_size=128, shuffle=True)
+    >>> import keras_contrastive as kc
+    >>> data = kc.datasets.digits()
+    >>> train_ds = kc.datasets.to_dataset(*data.train, batch_size=128, shuffle=True)
     """
-    size = len(next(iter(x.values())) if isinstance(x, dict) else x)
+    size = len(tf.nest.flatten(x)[0] if isinstance(x, (dict, tuple)) else x)
     if y is None:
         dataset = tf.data.Dataset.from_tensor_slices(x)
     else:

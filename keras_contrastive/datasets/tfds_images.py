@@ -52,7 +52,8 @@ def tfds_images(
 
     Example:
 
-    >>> dataset, class_names = tfds_images("cifar10", split="test")
+    >>> import keras_contrastive as kc
+    >>> dataset, class_names = kc.datasets.tfds_images("cifar10", split="test")  # doctest: +SKIP
     """
     size = check_image_size(image_size)
     check_int("batch_size", batch_size, 1)

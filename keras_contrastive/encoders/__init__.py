@@ -1,5 +1,6 @@
 """Small reference encoders (functional `keras.Model`s) and the layers they are built from."""
 
+from keras_contrastive.encoders.fused_batch_normalization import FusedBatchNormalization
 from keras_contrastive.encoders.masked_mean_pooling import MaskedMeanPooling
 from keras_contrastive.encoders.position_embedding import PositionEmbedding
 from keras_contrastive.encoders.resnet import resnet

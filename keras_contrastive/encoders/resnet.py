@@ -5,6 +5,7 @@ import os
 import keras
 
 from keras_contrastive.encoders._checks import check_image_shape
+from keras_contrastive.encoders.fused_batch_normalization import FusedBatchNormalization
 
 _APPLICATIONS = {
     50: keras.applications.ResNet50,
@@ -18,7 +19,7 @@ def _conv_bn(x, filters, kernel_size, strides, name):
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
 
 
 def _basic_block(x, filters, strides, name):

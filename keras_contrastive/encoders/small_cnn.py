@@ -3,6 +3,7 @@
 import keras
 
 from keras_contrastive.encoders._checks import check_image_shape, check_int
+from keras_contrastive.encoders.fused_batch_normalization import FusedBatchNormalization
 
 # Channel multipliers of the four conv blocks; a 2x2 max-pool follows the first three.
 _WIDTH_MULTIPLIERS = (1, 2, 4, 4)
@@ -11,7 +12,7 @@ _WIDTH_MULTIPLIERS = (1, 2, 4, 4)
 def small_cnn(input_shape=(32, 32, 3), width=32, batch_norm=True, name="small_cnn"):
     """A 4-block conv net with global average pooling: images to `(B, 4 * width)`.
 
-    Each block is `Conv2D(3x3, "same") -> [BatchNormalization] -> ReLU`, with
+    Each block is `Conv2D(3x3, "same") -> [FusedBatchNormalization] -> ReLU`, with
     `width`, `2 * width`, `4 * width` and `4 * width` filters; a 2x2 max-pool
     follows each of the first three blocks (32x32 -> 4x4), and global average
     pooling gives the representation. About 0.24 M parameters and 13 M
@@ -24,12 +25,13 @@ def small_cnn(input_shape=(32, 32, 3), width=32, batch_norm=True, name="small_cn
             Defaults to `(32, 32, 3)`.
         width: int > 0, the filters of the first block. Defaults to `32`.
         batch_norm: bool, whether each conv is followed by batch normalization
-            (then without bias). Defaults to `True`: in SimCLR on `digits()` it
-            reached a slightly higher kNN accuracy after the same number of
-            epochs, at about 1.5x the step time on CPU
-            (`benchmarks/small_cnn_batch_norm.py`). Use `False` where batch
+            (`FusedBatchNormalization`, then without bias). Defaults to `True`:
+            in SimCLR on `digits()` it reached a slightly higher kNN accuracy
+            after the same number of epochs (`benchmarks/small_cnn_batch_norm.py`);
+            fused, it costs a few percent of the step time on CPU
+            (`benchmarks/fused_batch_norm.py`). Use `False` where batch
             statistics must not depend on how a batch is split (the
-            distribution tests) or for the fastest steps.
+            distribution tests).
         name: str, the model name. Defaults to `"small_cnn"`.
 
     Shape:
@@ -60,7 +62,7 @@ def small_cnn(input_shape=(32, 32, 3), width=32, batch_norm=True, name="small_cn
             width * multiplier, 3, padding="same", use_bias=not batch_norm, name=f"conv{block}"
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn{block}")(x)
+            x = FusedBatchNormalization(name=f"bn{block}")(x)
         x = keras.layers.ReLU(name=f"relu{block}")(x)
         if block < len(_WIDTH_MULTIPLIERS):
             x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)

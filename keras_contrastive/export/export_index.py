@@ -50,7 +50,7 @@ def export_index(
 
     Example:
 
-    >>>     >>> index = kc.evaluation.EmbeddingIndex()
+    >>> index = kc.evaluation.EmbeddingIndex()
     >>> index.add(np.eye(4, dtype="float32"), ids=["a", "b", "c", "d"])
     >>> kc.export.export_index(index, "/tmp/index", k=2)
     >>> search = tf.saved_model.load("/tmp/index").signatures["serving_default"]

@@ -23,8 +23,9 @@ class L2Normalize(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = L2Normalize()
-    >>> layer([[3.0, 4.0]])  # -> [[0.6, 0.8]]
+    >>> layer(np.array([[3.0, 4.0]]))  # -> [[0.6, 0.8]]
 
     References:
         - Chen et al., 2020. "A Simple Framework for Contrastive Learning of

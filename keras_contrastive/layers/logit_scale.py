@@ -63,6 +63,7 @@ class LogitScale(keras.layers.Layer):
             trainable=learnable,
             name="log_scale",
         )
+        self.built = True  # the weights exist: nothing to build from an input shape
 
     @property
     def scale(self):

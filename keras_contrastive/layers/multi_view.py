@@ -28,7 +28,8 @@ class MultiView(keras.layers.Layer):
 
     Example:
 
-    >>> views = MultiView(SimCLRAugmentation(image_size=(32, 32), seed=1))
+    >>> import keras_contrastive as kc
+    >>> views = kc.layers.MultiView(kc.layers.SimCLRAugmentation(image_size=(32, 32), seed=1))
     >>> images = np.random.randint(0, 256, (8, 32, 32, 3), dtype="uint8")
     >>> views(images).shape
     TensorShape([8, 2, 32, 32, 3])

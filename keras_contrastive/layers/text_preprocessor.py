@@ -48,6 +48,8 @@ class TextPreprocessor(keras.layers.Layer):
     pieces) map to `unknown_token`. An empty string gives just the start and end
     tokens. Every step is a TensorFlow op, so the layer runs inside
     `tf.data.Dataset.map`, a Keras model and a SavedModel served on raw strings.
+    XLA compiles no string op: to train with `jit_compile=True`, map the layer
+    over the dataset and feed the token ids (`tests/models/test_xla.py`).
 
     Build one from a vocabulary, or learn the vocabulary from a corpus with
     `TextPreprocessor.from_corpus(texts, vocabulary_size=...)`. The vocabulary is

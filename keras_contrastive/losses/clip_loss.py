@@ -6,11 +6,12 @@ from keras import ops
 from keras_contrastive.distribute import gather_candidates, replica_context
 from keras_contrastive.losses._base import ContrastiveLoss, integer_labels, views
 from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import multi_positive_cross_entropy
 
 
-def clip_loss(y_true, y_pred, temperature=0.07):
+def clip_loss(y_true, y_pred, temperature=0.07, chunk_size=None):
     """Symmetric CLIP loss for each of B (image, text) pairs.
 
     `logits = I·Tᵀ / τ` over normalized embeddings; the value of pair `i` is
@@ -25,6 +26,10 @@ def clip_loss(y_true, y_pred, temperature=0.07):
         y_pred: `(B, 2, D)` (image, text) embedding pairs.
         temperature: `τ > 0`: a float, or a scalar tensor or variable for a
             learned temperature (e.g. `1 / LogitScale.scale`). Default 0.07.
+        chunk_size: `None` (default) builds the whole `(B, B)` logits; an int
+            `>= 1` scores images (then texts) in blocks of that many rows and
+            recomputes each block for the gradient (`kc.ops.map_row_chunks`),
+            so memory grows as `B · chunk_size`. Same values.
 
     Returns:
         `(B,)` float32 per-pair losses.
@@ -40,29 +45,46 @@ def clip_loss(y_true, y_pred, temperature=0.07):
     Natural Language Supervision", ICML 2021.
     """
     check_positive("temperature", temperature)
+    check_chunk_size(chunk_size)
     z = l2_normalize(views(y_pred, layout="(B, 2, D) (image, text)"))
-    images, texts = z[:, 0], z[:, 1]
+    ids = None if y_true is None else integer_labels(y_true, z)
     scale = ops.cast(1.0 / temperature, z.dtype)
-    global_images, offset = gather_candidates(images)
+    images, texts = z[:, 0] * scale, z[:, 1]
+    if chunk_size is None and replica_context() is None:
+        return _one_matrix_loss(images, texts, ids)
+    global_images, offset = gather_candidates(z[:, 0])
     global_texts, _ = gather_candidates(texts)
-    image_to_text = ops.matmul(images * scale, ops.transpose(global_texts))
-    if replica_context() is None:  # one matrix serves both directions
-        text_to_image = ops.transpose(image_to_text)
+    if ids is None:  # the positive of pair i is the global pair offset + i
+        ids = ops.arange(ops.shape(texts)[0]) + offset
+        global_ids = ops.arange(ops.shape(global_texts)[0])
     else:
-        text_to_image = ops.matmul(texts * scale, ops.transpose(global_images))
-    if y_true is None:  # the positive of pair i is its own diagonal entry
-        positive = ops.sum(images * texts, axis=-1) * scale
-        return (
-            0.5 * (ops.logsumexp(image_to_text, axis=-1) + ops.logsumexp(text_to_image, axis=-1))
-            - positive
-        )
-    ids = integer_labels(y_true, z)
-    global_ids, _ = gather_candidates(ids)
-    positives = ids[:, None] == global_ids[None, :]
-    return 0.5 * (
-        multi_positive_cross_entropy(image_to_text, positives)
-        + multi_positive_cross_entropy(text_to_image, positives)
+        global_ids, _ = gather_candidates(ids)
+    image_to_text = map_row_chunks(
+        _cross_entropy_rows, (images, ids), (global_texts, global_ids), chunk_size
     )
+    text_to_image = map_row_chunks(
+        _cross_entropy_rows, (texts * scale, ids), (global_images, global_ids), chunk_size
+    )
+    return 0.5 * (image_to_text + text_to_image)
+
+
+def _one_matrix_loss(images, texts, ids):
+    """One device, dense: the `(B, B)` logits serve both directions."""
+    logits = ops.matmul(images, ops.transpose(texts))
+    if ids is None:  # the positive of pair i is its own diagonal entry
+        positive = ops.sum(images * texts, axis=-1)
+        return 0.5 * (ops.logsumexp(logits, axis=-1) + ops.logsumexp(logits, axis=0)) - positive
+    positives = ids[:, None] == ids[None, :]
+    return 0.5 * (
+        multi_positive_cross_entropy(logits, positives)
+        + multi_positive_cross_entropy(ops.transpose(logits), positives)
+    )
+
+
+def _cross_entropy_rows(anchors, ids, candidates, candidate_ids):
+    """Per anchor: the cross-entropy against the candidates that share its id."""
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    return multi_positive_cross_entropy(logits, ids[:, None] == candidate_ids[None, :])
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -75,6 +97,9 @@ class CLIPLoss(ContrastiveLoss):
         temperature: `τ > 0`, float or scalar tensor/variable. Default 0.07
             (CLIP's initial temperature). A `ContrastiveModel` with
             `logit_scale="learnable"` passes its learned temperature instead.
+        chunk_size: `None` (default, dense) or an int `>= 1`: score the
+            pairs in blocks of that many rows, recomputed in the backward
+            pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
         use_group_ids: if True, `y_true` holds `(B,)` integer group ids and
             texts of the same group are all positives; if False (default),
             `y_true` is ignored and the positive of image `i` is text `i`.
@@ -95,6 +120,7 @@ class CLIPLoss(ContrastiveLoss):
         self,
         temperature=0.07,
         use_group_ids=False,
+        chunk_size=None,
         reduction="sum_over_batch_size",
         name="clip_loss",
         dtype=None,
@@ -103,14 +129,16 @@ class CLIPLoss(ContrastiveLoss):
         self.temperature = check_positive("temperature", temperature)
         self.use_group_ids = bool(use_group_ids)
         self.labels = "integer" if self.use_group_ids else "ignored"
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def call(self, y_true, y_pred):
         group_ids = y_true if self.use_group_ids else None
-        return clip_loss(group_ids, y_pred, temperature=self.temperature)
+        return clip_loss(group_ids, y_pred, self.temperature, self.chunk_size)
 
     def get_config(self):
         return {
             **super().get_config(),
             "temperature": float(self.temperature),
             "use_group_ids": self.use_group_ids,
+            "chunk_size": self.chunk_size,
         }

@@ -7,10 +7,11 @@ from keras import ops
 from keras_contrastive.distribute import gather_candidates
 from keras_contrastive.losses._base import ContrastiveLoss, embeddings, views
 from keras_contrastive.ops._validation import check_dim, check_positive, check_rank
+from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
 
 
-def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None):
+def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None, chunk_size=None):
     """InfoNCE loss for each of B queries.
 
     Query `q_i` has loss
@@ -24,6 +25,10 @@ def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None):
         temperature: `τ > 0`, float or scalar tensor. Default 0.07 (MoCo,
             CPC's InfoNCE as used by He et al. 2020).
         negative_keys: optional `(M, D)` extra negative keys.
+        chunk_size: `None` (default) builds the whole `(B, B + M)` logits; an
+            int `>= 1` scores the queries in blocks of that many rows and
+            recomputes each block for the gradient (`kc.ops.map_row_chunks`),
+            so memory grows as `(B + M) · chunk_size`. Same values.
 
     Returns:
         `(B,)` float32 per-query losses.
@@ -42,6 +47,7 @@ def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None):
     """
     del y_true
     check_positive("temperature", temperature)
+    check_chunk_size(chunk_size)
     z = l2_normalize(views(y_pred, layout="(B, 2, D) (query, key)"))
     queries, keys = z[:, 0], z[:, 1]
     inv_t = ops.cast(1.0 / temperature, z.dtype)
@@ -54,9 +60,13 @@ def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None):
             ops.cast(embeddings(negatives, "negative_keys", min_batch=0), z.dtype)
         )
         candidates = ops.concatenate([candidates, negatives], axis=0)
-    logits = ops.matmul(queries * inv_t, ops.transpose(candidates))
-    positive = ops.sum(queries * keys, axis=-1) * inv_t
-    return ops.logsumexp(logits, axis=-1) - positive
+    normaliser = map_row_chunks(_row_logsumexp, (queries * inv_t,), (candidates,), chunk_size)
+    return normaliser - ops.sum(queries * keys, axis=-1) * inv_t
+
+
+def _row_logsumexp(anchors, candidates):
+    """Per anchor: log Σ exp(anchor · candidate) over all candidates."""
+    return ops.logsumexp(ops.matmul(anchors, ops.transpose(candidates)), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -70,6 +80,9 @@ class InfoNCELoss(ContrastiveLoss):
         temperature: `τ > 0`. Default 0.07 (MoCo).
         negative_keys: optional fixed `(M, D)` extra negatives, saved in the
             config. A model with a queue passes its queue to `info_nce_loss`.
+        chunk_size: `None` (default, dense) or an int `>= 1`: score the
+            queries in blocks of that many rows, recomputed in the backward
+            pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -87,6 +100,7 @@ class InfoNCELoss(ContrastiveLoss):
         self,
         temperature=0.07,
         negative_keys=None,
+        chunk_size=None,
         reduction="sum_over_batch_size",
         name="info_nce_loss",
         dtype=None,
@@ -94,9 +108,10 @@ class InfoNCELoss(ContrastiveLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_positive("temperature", temperature)
         self.negative_keys = None if negative_keys is None else np.asarray(negative_keys, "float32")
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def call(self, y_true, y_pred):
-        return info_nce_loss(y_true, y_pred, self.temperature, self.negative_keys)
+        return info_nce_loss(y_true, y_pred, self.temperature, self.negative_keys, self.chunk_size)
 
     def get_config(self):
         keys = None if self.negative_keys is None else self.negative_keys.tolist()
@@ -104,4 +119,5 @@ class InfoNCELoss(ContrastiveLoss):
             **super().get_config(),
             "temperature": float(self.temperature),
             "negative_keys": keys,
+            "chunk_size": self.chunk_size,
         }

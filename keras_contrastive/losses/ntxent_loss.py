@@ -6,11 +6,12 @@ from keras import ops
 from keras_contrastive.distribute import gather_candidates
 from keras_contrastive.losses._base import ContrastiveLoss, views
 from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import masked_logsumexp
 
 
-def ntxent_loss(y_true, y_pred, temperature=0.1):
+def ntxent_loss(y_true, y_pred, temperature=0.1, chunk_size=None):
     """NT-Xent loss for each of the 2B anchors of B positive pairs.
 
     With the 2B normalized views and `s` the cosine similarity, the anchor `i`
@@ -23,6 +24,10 @@ def ntxent_loss(y_true, y_pred, temperature=0.1):
         y_pred: `(B, 2, D)` the two views' embeddings (normalized here).
         temperature: `τ > 0`; a float or a scalar tensor. Default 0.1, the
             SimCLR code default.
+        chunk_size: `None` (default) builds the whole `(2B, 2B)` similarity
+            matrix; an int `>= 1` scores the anchors in blocks of that many
+            rows and recomputes each block for the gradient, so memory grows
+            as `2B · chunk_size` (see `kc.ops.map_row_chunks`). Same values.
 
     Returns:
         `(B, 2)` float32: entry `[k, v]` is the loss of view `v` of pair `k`
@@ -41,6 +46,7 @@ def ntxent_loss(y_true, y_pred, temperature=0.1):
     """
     del y_true
     check_positive("temperature", temperature)
+    check_chunk_size(chunk_size)
     z = l2_normalize(views(y_pred))
     a, b = z[:, 0], z[:, 1]
     inv_t = ops.cast(1.0 / temperature, z.dtype)
@@ -48,14 +54,22 @@ def ntxent_loss(y_true, y_pred, temperature=0.1):
     global_b, _ = gather_candidates(b)
     anchors = ops.concatenate([a, b], axis=0) * inv_t
     candidates = ops.concatenate([global_a, global_b], axis=0)
-    logits = ops.matmul(anchors, ops.transpose(candidates))
     local, total = ops.shape(a)[0], ops.shape(global_a)[0]
     rows = ops.arange(local) + offset
     self_index = ops.concatenate([rows, rows + total], axis=0)
-    not_self = ops.arange(2 * total)[None, :] != self_index[:, None]
+    normaliser = map_row_chunks(
+        _logsumexp_of_others, (anchors, self_index), (candidates,), chunk_size
+    )
     positive = ops.sum(a * b, axis=-1) * inv_t
-    losses = masked_logsumexp(logits, not_self) - ops.concatenate([positive, positive], 0)
+    losses = normaliser - ops.concatenate([positive, positive], 0)
     return ops.stack([losses[:local], losses[local:]], axis=1)
+
+
+def _logsumexp_of_others(anchors, self_index, candidates):
+    """Per anchor: log Σ exp(anchor · candidate) over the candidates other than itself."""
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    not_self = ops.arange(ops.shape(candidates)[0])[None, :] != self_index[:, None]
+    return masked_logsumexp(logits, not_self)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -69,6 +83,9 @@ class NTXentLoss(ContrastiveLoss):
 
     Args:
         temperature: `τ > 0`. Default 0.1 (SimCLR code default).
+        chunk_size: `None` (default, dense) or an int `>= 1`: score the
+            anchors in blocks of that many rows, recomputed in the backward
+            pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -84,13 +101,23 @@ class NTXentLoss(ContrastiveLoss):
     """
 
     def __init__(
-        self, temperature=0.1, reduction="sum_over_batch_size", name="ntxent_loss", dtype=None
+        self,
+        temperature=0.1,
+        chunk_size=None,
+        reduction="sum_over_batch_size",
+        name="ntxent_loss",
+        dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_positive("temperature", temperature)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def call(self, y_true, y_pred):
-        return ntxent_loss(y_true, y_pred, temperature=self.temperature)
+        return ntxent_loss(y_true, y_pred, self.temperature, self.chunk_size)
 
     def get_config(self):
-        return {**super().get_config(), "temperature": float(self.temperature)}
+        return {
+            **super().get_config(),
+            "temperature": float(self.temperature),
+            "chunk_size": self.chunk_size,
+        }

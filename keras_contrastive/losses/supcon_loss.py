@@ -6,11 +6,12 @@ from keras import ops
 from keras_contrastive.distribute import gather_candidates, global_sum
 from keras_contrastive.losses._base import ContrastiveLoss, embeddings, integer_labels
 from keras_contrastive.ops._validation import check_positive, check_rank
+from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import multi_positive_cross_entropy
 
 
-def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None):
+def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None, chunk_size=None):
     """Supervised contrastive loss for each anchor (every view of every example).
 
     Anchor `i` with positives `P(i)` (the other views with its label) has loss
@@ -25,6 +26,10 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None):
         y_pred: `(B, D)` one view, or `(B, V, D)` V views per example.
         temperature: `τ > 0`. Default 0.1.
         base_temperature: `τ_base`; `None` means the factor `τ/τ_base` is 1.
+        chunk_size: `None` (default) builds the whole `(BV, BV)` similarity
+            matrix; an int `>= 1` scores the anchors in blocks of that many
+            rows and recomputes each block for the gradient
+            (`kc.ops.map_row_chunks`), so memory grows as `BV · chunk_size`.
 
     Returns:
         `(B,)` for `(B, D)` input, `(B, V)` for `(B, V, D)` input.
@@ -41,6 +46,7 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None):
     check_positive("temperature", temperature)
     if base_temperature is not None:
         check_positive("base_temperature", base_temperature)
+    check_chunk_size(chunk_size)
     y_pred = ops.convert_to_tensor(y_pred)
     check_rank("y_pred", y_pred, (2, 3), "(B, D) or (B, V, D)")
     single_view = len(y_pred.shape) == 2
@@ -58,13 +64,14 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None):
     candidate_labels = ops.tile(global_labels, (num_views,))
 
     inv_t = ops.cast(1.0 / temperature, z.dtype)
-    logits = ops.matmul(anchors * inv_t, ops.transpose(candidates))
     views_index = ops.repeat(ops.arange(num_views), local)
     self_index = views_index * total + ops.tile(ops.arange(local), (num_views,)) + offset
-    not_self = ops.arange(num_views * total)[None, :] != self_index[:, None]
-    positives = ops.logical_and(not_self, anchor_labels[:, None] == candidate_labels[None, :])
-    cross_entropy = multi_positive_cross_entropy(logits, positives, not_self)
-    num_positives = ops.sum(ops.cast(positives, z.dtype), axis=-1)
+    cross_entropy, num_positives = map_row_chunks(
+        _cross_entropy_over_positives,
+        (anchors * inv_t, anchor_labels, self_index),
+        (candidates, candidate_labels),
+        chunk_size,
+    )
     factor = 1.0 if base_temperature is None else temperature / base_temperature
     valid = num_positives > 0
     losses = ops.where(valid, factor * cross_entropy, 0.0)
@@ -73,6 +80,15 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None):
     losses = losses * num_anchors / ops.maximum(num_valid, 1.0)
     losses = ops.transpose(ops.reshape(losses, (num_views, local)))
     return losses[:, 0] if single_view else losses
+
+
+def _cross_entropy_over_positives(anchors, labels, self_index, candidates, candidate_labels):
+    """Per anchor: the cross-entropy against its positives, and their number."""
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    not_self = ops.arange(ops.shape(candidates)[0])[None, :] != self_index[:, None]
+    positives = ops.logical_and(not_self, labels[:, None] == candidate_labels[None, :])
+    num_positives = ops.sum(ops.cast(positives, logits.dtype), axis=-1)
+    return multi_positive_cross_entropy(logits, positives, not_self), num_positives
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -85,6 +101,9 @@ class SupConLoss(ContrastiveLoss):
         temperature: `τ > 0`. Default 0.1 (Khosla et al. 2020 use 0.1).
         base_temperature: `None` (factor 1) or `τ_base > 0` for the reference
             code's `τ/τ_base` factor.
+        chunk_size: `None` (default, dense) or an int `>= 1`: score the
+            anchors in blocks of that many rows, recomputed in the backward
+            pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -103,6 +122,7 @@ class SupConLoss(ContrastiveLoss):
         self,
         temperature=0.1,
         base_temperature=None,
+        chunk_size=None,
         reduction="sum_over_batch_size",
         name="supcon_loss",
         dtype=None,
@@ -112,13 +132,15 @@ class SupConLoss(ContrastiveLoss):
         if base_temperature is not None:
             check_positive("base_temperature", base_temperature)
         self.base_temperature = base_temperature
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def call(self, y_true, y_pred):
-        return supcon_loss(y_true, y_pred, self.temperature, self.base_temperature)
+        return supcon_loss(y_true, y_pred, self.temperature, self.base_temperature, self.chunk_size)
 
     def get_config(self):
         return {
             **super().get_config(),
             "temperature": float(self.temperature),
             "base_temperature": self.base_temperature,
+            "chunk_size": self.chunk_size,
         }

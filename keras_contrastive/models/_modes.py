@@ -2,7 +2,10 @@
 
 A mode reads a batch, runs the towers and returns a `Forward`: what the
 compiled loss receives (`y_true`, `y_pred`), the representation for the
-online probe, and the inputs of the contrastive accuracy.
+online probe, and the inputs of the contrastive accuracy. It does so in three
+steps, which gradient caching runs separately: `prepare` (read, check and
+augment the batch, once), `towers` (embed a batch of prepared inputs, which
+may be a sub-batch) and `finish` (the `Forward` of the whole batch).
 """
 
 import dataclasses
@@ -25,6 +28,24 @@ class Forward:
     accuracy: object = None  # scalar contrastive top-1 accuracy, or None
 
 
+@dataclasses.dataclass
+class Prepared:
+    """A batch read and augmented, before the towers."""
+
+    inputs: object  # what `towers` embeds, every tensor batch-major: (B, ...)
+    y_true: object = None
+    sample_weight: object = None
+    labels: object = None  # (B,) class labels, for the probe
+
+
+class Mode:
+    """`forward` = `finish(prepare(batch), towers(inputs))`."""
+
+    def forward(self, model, data, training, seed):
+        prepared = self.prepare(model, data, training, seed)
+        return self.finish(model, prepared, self.towers(model, prepared.inputs, training))
+
+
 def _rank_2(name, x):
     if len(x.shape) != 2:
         raise ValueError(
@@ -39,7 +60,15 @@ def _flat_labels(labels):
     return ops.reshape(labels, (-1,)) if len(labels.shape) == 2 else labels
 
 
-class TwoViewMode:
+def _project(encoder, head, x, training):
+    """`(representation, projection)` of `x` through one encoder and its head."""
+    representation = encoder(x, training=training)
+    if head is None:
+        return representation, _rank_2("encoder", representation)
+    return representation, _rank_2("projection_head", head(representation, training=training))
+
+
+class TwoViewMode(Mode):
     """SimCLR-style views of one encoder, self-supervised or supervised.
 
     Batches: `images` (views made by the augmenter in the step),
@@ -62,10 +91,9 @@ class TwoViewMode:
     def default_loss():
         return losses.NTXentLoss()
 
-    def forward(self, model, data, training, seed):
+    def prepare(self, model, data, training, seed):
         batch = read_batch(data, self.expected)
         x, labels = batch.inputs, batch.labels
-        loss = model.loss
         pairs = isinstance(x, tuple)
         if isinstance(x, dict) or (pairs and len(x) != 2):
             raise structure_error(self.expected, data)
@@ -75,26 +103,47 @@ class TwoViewMode:
             views = model._views(x, training=True, seed=seed)
         else:
             views = ops.expand_dims(x, 1)
+        y_true = self._check_labels(model.loss, labels, pairs, views.shape[1], data)
+        probe_labels = None  # the margin loss's labels are pair flags, not classes
+        if labels is not None and not isinstance(model.loss, losses.ContrastiveMarginLoss):
+            probe_labels = _flat_labels(labels)
+        return Prepared(views, y_true, batch.sample_weight, probe_labels)
+
+    def towers(self, model, views, training):
+        """Views `(b, V, ...)` -> `y_pred` `(b, V, D)` and the first view's `(b, R)`.
+
+        With a momentum encoder (MoCo), view 1 goes through the query towers
+        and view 2 through the key towers, in inference mode and without
+        gradient.
+        """
+        if model.key_encoder is not None:
+            representation, queries = _project(
+                model.encoder, model.projection_head, views[:, 0], training
+            )
+            _, keys = _project(model.key_encoder, model.key_projection_head, views[:, 1], False)
+            y_pred = ops.stack([queries, ops.stop_gradient(keys)], axis=1)
+            return {"y_pred": y_pred, "representation": representation}
         num_views = views.shape[1]
         flat = ops.reshape(views, (-1,) + tuple(views.shape[2:]))
-        representation = model.encoder(flat, training=training)
-        projection = representation
-        if model.projection_head is not None:
-            projection = _rank_2(
-                "projection_head", model.projection_head(representation, training=training)
-            )
-        _rank_2("encoder" if model.projection_head is None else "projection_head", projection)
-        y_pred = ops.reshape(projection, (-1, num_views, projection.shape[-1]))
-        y_true = self._check_labels(loss, labels, pairs, num_views, data)
-        forward = Forward(y_true, y_pred, batch.sample_weight)
-        if labels is not None and not isinstance(loss, losses.ContrastiveMarginLoss):
-            forward.labels = _flat_labels(labels)
-            forward.representation = ops.reshape(
+        representation, projection = _project(model.encoder, model.projection_head, flat, training)
+        return {
+            "y_pred": ops.reshape(projection, (-1, num_views, projection.shape[-1])),
+            "representation": ops.reshape(
                 representation, (-1, num_views, representation.shape[-1])
-            )[:, 0]
+            )[:, 0],
+        }
+
+    def finish(self, model, prepared, embedded):
+        loss, y_pred = model.loss, embedded["y_pred"]
+        forward = Forward(prepared.y_true, y_pred, prepared.sample_weight)
+        if prepared.labels is not None:
+            forward.labels = prepared.labels
+            forward.representation = embedded["representation"]
+        num_views = y_pred.shape[1]
         if isinstance(loss, losses.TripletLoss):
             forward.y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
             forward.y_true = ops.reshape(ops.tile(forward.labels[:, None], (1, num_views)), (-1,))
+        projection = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
         forward.accuracy = self._accuracy(forward, loss, projection, num_views)
         return forward
 
@@ -135,48 +184,64 @@ class TwoViewMode:
         return nearest_positive_accuracy(projection, projection, ids, ids, exclude_self=True)
 
 
-class DualEncoderMode:
+class DualEncoderMode(Mode):
     """CLIP-style image and text towers scored against each other.
 
     Batches: `{"image": images, "text": texts}` where texts are `tf.string`
     (tokenized by the model's `text_preprocessor`) or the token inputs of the
     text encoder; optional group ids (same id = same image) as
     `{"group_id": ...}` or `(features, group_ids)`, used by
-    `CLIPLoss(use_group_ids=True)`.
+    `CLIPLoss(use_group_ids=True)` / `SigLIPLoss(use_group_ids=True)`.
+    Raw strings cannot be compiled with XLA: under `jit_compile=True`
+    tokenize in `tf.data` and feed token ids.
     """
 
     name = "dual-encoder"
     expected = '`{"image": images, "text": texts}` (optionally with "group_id")'
-    losses = (losses.CLIPLoss, losses.InfoNCELoss)
+    losses = (losses.CLIPLoss, losses.SigLIPLoss, losses.InfoNCELoss)
 
     @staticmethod
     def default_loss():
         return losses.CLIPLoss()
 
-    def forward(self, model, data, training, seed):
+    def prepare(self, model, data, training, seed):
         batch = read_batch(data, self.expected)
         x = batch.inputs
         if not isinstance(x, dict) or "image" not in x or "text" not in x:
             raise structure_error(self.expected, data)
+        if model.jit_compile is True and text_is_strings(x["text"]):
+            raise ValueError(
+                "Raw tf.string texts cannot be compiled with XLA (`jit_compile=True`). "
+                "Tokenize them in tf.data and feed token ids: "
+                'dataset.map(lambda x: {**x, "text": model.text_preprocessor(x["text"])}).'
+            )
         group_ids = batch.labels if batch.labels is not None else x.get("group_id")
         images = x["image"]
         if model.augmenter is not None and training:
             images = model.augmenter(images, training=True, seed=seed)
-        image = model.embed_image(images, training=training)
-        text = model.embed_text(x["text"], training=training)
-        y_pred = ops.stack([image, text], axis=1)
         y_true = None
         if getattr(model.loss, "use_group_ids", False):
             if group_ids is None:
                 raise structure_error(
                     self.expected.replace("optionally", "with"),
                     data,
-                    "CLIPLoss(use_group_ids=True) needs group ids.",
+                    f"{type(model.loss).__name__}(use_group_ids=True) needs group ids.",
                 )
             y_true = _flat_labels(group_ids)
-        ids = ops.arange(ops.shape(image)[0]) if y_true is None else y_true
-        accuracy = nearest_positive_accuracy(image, text, ids, ids, exclude_self=False)
-        return Forward(y_true, y_pred, batch.sample_weight, accuracy=accuracy)
+        return Prepared({"image": images, "text": x["text"]}, y_true, batch.sample_weight)
+
+    def towers(self, model, inputs, training):
+        image = model.embed_image(inputs["image"], training=training)
+        text = model.embed_text(inputs["text"], training=training)
+        return {"y_pred": ops.stack([image, text], axis=1)}
+
+    def finish(self, model, prepared, embedded):
+        y_pred = embedded["y_pred"]
+        ids = ops.arange(ops.shape(y_pred)[0]) if prepared.y_true is None else prepared.y_true
+        accuracy = nearest_positive_accuracy(
+            y_pred[:, 0], y_pred[:, 1], ids, ids, exclude_self=False
+        )
+        return Forward(prepared.y_true, y_pred, prepared.sample_weight, accuracy=accuracy)
 
 
 def text_is_strings(texts):

@@ -7,7 +7,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_contrastive.layers import LogitScale, MultiView
+from keras_contrastive.layers import LogitScale, MultiView, SigmoidLogitScale
+from keras_contrastive.models import _momentum
+from keras_contrastive.models._grad_cache import cached_gradients, check_gradient_cache_chunks
 from keras_contrastive.models._modes import DualEncoderMode, TwoViewMode, text_is_strings
 
 _SERIALIZED = (
@@ -39,6 +41,37 @@ class ContrastiveModel(keras.Model):
       learnable temperature (`logit_scale="learnable"`). Default loss:
       `CLIPLoss()`.
 
+    Two options for more negatives than fit in memory at once:
+
+    - **Momentum encoder and queue** (MoCo v2; `momentum=`, `queue_size=`,
+      two-view mode with `InfoNCELoss`): the first view goes through the
+      query towers (`encoder`, `projection_head`), the second through frozen
+      copies, `key_encoder` and `key_projection_head`, made at construction
+      and updated after each optimizer step as `θ_k ← m θ_k + (1 − m) θ_q`.
+      The key towers run in inference mode: a BatchNormalization there
+      normalizes with its moving statistics, which follow the query towers'
+      by the same average (this also stops the batch-statistics leak that
+      MoCo's shuffling BN prevents). The negatives of each query are the
+      in-batch keys and the `queue_size` most recent keys, kept L2-normalized
+      in `key_queue` (a FIFO started from random unit vectors), written after
+      each step: under a distribution strategy, the keys of all replicas.
+      `queue_size` must be a multiple of the global batch size. Key towers
+      and queue are saved with the model. Without `queue_size` the negatives
+      are the in-batch keys only.
+    - **Gradient caching** (GradCache; `gradient_cache_chunks=k`): the towers
+      run on `k` sub-batches of each replica's batch, first without a tape
+      for the embeddings, then again to back-propagate the gradient of the
+      full-batch loss with respect to those embeddings. The update equals the
+      plain step's while activation memory is that of one sub-batch, for
+      about one more forward pass of compute. `k` must divide the batch of
+      each replica (a batch that does not raises an error naming
+      `gradient_cache_chunks`; use `drop_remainder=True`). The augmentation
+      runs once, on the whole batch; random layers in the towers (dropout)
+      replay the same draws in both passes. Caveat: BatchNormalization in
+      the towers normalizes each sub-batch with its own statistics, so the
+      update differs from the full-batch one, and its moving statistics are
+      updated `2k` times per step (by each sub-batch in both passes).
+
     `model(x)` / `model.embed(x)` / `model.predict(x)` return the encoder
     representation (the projection head is for training only, as in SimCLR).
     In the dual mode `embed_image` and `embed_text` return the joint
@@ -62,11 +95,20 @@ class ContrastiveModel(keras.Model):
             `tf.string` text into the text encoder's inputs.
         logit_scale: dual mode: `None` (the loss's fixed temperature),
             `"learnable"` (CLIP: initial temperature 0.07, scale clamped at
-            100), or a `kc.layers.LogitScale`.
+            100), a `kc.layers.LogitScale`, or a `kc.layers.SigmoidLogitScale`
+            (SigLIP: learned temperature and bias, for `SigLIPLoss`).
         probe_classes: optional number of classes of an online linear probe
             trained on the stop-gradient representation when the batches
             carry labels; reported as `probe_accuracy`.
-        seed: integer base seed of the in-step augmentation.
+        seed: integer base seed of the in-step augmentation (and of the
+            queue's random initial keys).
+        gradient_cache_chunks: int >= 1, the number of sub-batches the towers
+            run in; 1 (default) runs the plain step. Gao et al. 2021 use
+            sub-batches that fit the accelerator (e.g. 8 of 512 for 4096).
+        momentum: `None` (default, no key encoder) or the EMA factor `m` in
+            [0, 1) of the key towers. MoCo: 0.999.
+        queue_size: with `momentum`: `None` (default, no queue) or the number
+            of past keys used as negatives. MoCo: 65536.
 
     Example:
 
@@ -78,6 +120,28 @@ class ContrastiveModel(keras.Model):
     ...     augmenter=kc.layers.SimCLRAugmentation(image_size=(16, 16)),
     ... )
     >>> model.compile(optimizer="adam", loss=kc.losses.NTXentLoss(temperature=0.1))
+
+    MoCo v2 on the same towers (Chen et al. 2020 use InfoNCE with τ = 0.2):
+
+    >>> moco = kc.ContrastiveModel(
+    ...     encoder=kc.encoders.small_cnn(input_shape=(16, 16, 3), width=8),
+    ...     projection_head=kc.layers.ProjectionHead(hidden_dims=(32,), output_dim=16),
+    ...     augmenter=kc.layers.SimCLRAugmentation(image_size=(16, 16)),
+    ...     momentum=0.999,
+    ...     queue_size=4096,
+    ... )
+    >>> moco.compile(optimizer="sgd", loss=kc.losses.InfoNCELoss(temperature=0.2))
+
+    References:
+        - Chen et al., "A Simple Framework for Contrastive Learning of Visual
+          Representations", ICML 2020.
+        - Radford et al., "Learning Transferable Visual Models From Natural
+          Language Supervision", ICML 2021.
+        - He et al., "Momentum Contrast for Unsupervised Visual Representation
+          Learning", CVPR 2020; Chen et al., "Improved Baselines with Momentum
+          Contrastive Learning", 2020 (MoCo v2).
+        - Gao et al., "Scaling Deep Contrastive Learning Batch Size under
+          Memory Limited Setup", RepL4NLP 2021 (GradCache).
     """
 
     def __init__(
@@ -93,6 +157,9 @@ class ContrastiveModel(keras.Model):
         logit_scale=None,
         probe_classes=None,
         seed=0,
+        gradient_cache_chunks=1,
+        momentum=None,
+        queue_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -103,6 +170,10 @@ class ContrastiveModel(keras.Model):
                 f"`text_encoder` (dual-encoder mode). Received: encoder={_name(encoder)}, "
                 f"image_encoder={_name(image_encoder)}, text_encoder={_name(text_encoder)}"
             )
+        self.gradient_cache_chunks = check_gradient_cache_chunks(gradient_cache_chunks)
+        _momentum.check_momentum_arguments(momentum, queue_size, dual)
+        self.momentum = momentum
+        self.queue_size = queue_size
         self.mode = DualEncoderMode() if dual else TwoViewMode()
         self.encoder = encoder
         self.projection_head = projection_head
@@ -137,6 +208,9 @@ class ContrastiveModel(keras.Model):
         if self.probe is not None:
             self._trackers["probe_accuracy"] = keras.metrics.Mean(name="probe_accuracy")
         self._build_heads()
+        self.key_encoder = self.key_projection_head = self.key_queue = None
+        if momentum is not None:
+            self._build_key_towers()
 
     # ----------------------------------------------------------------- build
     def _build_heads(self):
@@ -156,6 +230,24 @@ class ContrastiveModel(keras.Model):
                 self.probe.build(shape)
         if self._towers_built():
             self.built = True  # all variables exist: ready for load_weights / BackupAndRestore
+
+    def _build_key_towers(self):
+        """MoCo: frozen copies of the query towers, and the queue of keys."""
+        shape = _output_shape(self.encoder)
+        if shape is None or not self._towers_built():
+            raise ValueError(
+                "`momentum` needs an `encoder` whose output shape is known at construction "
+                "(a functional keras.Model with an Input, or a built model), to copy it "
+                f"into the key encoder. Received: encoder={_name(self.encoder)}"
+            )
+        self.key_encoder = _momentum.momentum_copy(self.encoder)
+        if self.projection_head is not None:
+            self.key_projection_head = _momentum.momentum_copy(self.projection_head, shape)
+            shape = self.projection_head.compute_output_shape(shape)
+        if self.queue_size is not None:
+            self.key_queue = _momentum.KeyQueue(
+                self.queue_size, shape[-1], seed=self.seed, name="key_queue"
+            )
 
     # ------------------------------------------------------------- inference
     def call(self, inputs, training=False):
@@ -207,6 +299,13 @@ class ContrastiveModel(keras.Model):
             raise ValueError(
                 f"The {self.mode.name} mode trains with one of: {names}. Received: loss={loss!r}"
             )
+        if self.momentum is not None:
+            _momentum.check_momentum_loss(loss)
+        if isinstance(self.logit_scale, SigmoidLogitScale) and not hasattr(loss, "bias"):
+            raise ValueError(
+                "A kc.layers.SigmoidLogitScale learns a temperature and a bias, for "
+                f"kc.losses.SigLIPLoss. Received: loss={loss!r}"
+            )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
         if self._towers_built():
             # Over every trainable variable, the probe's included even when a
@@ -247,14 +346,15 @@ class ContrastiveModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Keras' build from the first batch, fixed for several workers.
+        """Keras' build from the first batch, without averaging the batch.
 
-        Keras reduces the first distributed batch with MEAN to read its
-        shapes, which fails under `MultiWorkerMirroredStrategy` for nested
-        batches (keras-team/keras#20585); one replica's batch has the shapes.
+        Under a strategy Keras reduces the first distributed batch with MEAN
+        to read its shapes, which fails for `tf.string` texts and, under
+        `MultiWorkerMirroredStrategy`, for nested batches
+        (keras-team/keras#20585). One replica's batch has the shapes.
         """
         strategy = self.distribute_strategy
-        if iterator is None or not _multi_worker(strategy):
+        if iterator is None or self._distribute_strategy is None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:
             batch = next(batches)
@@ -268,14 +368,19 @@ class ContrastiveModel(keras.Model):
 
     # ------------------------------------------------------------------ steps
     def train_step(self, data):
-        with tf.GradientTape() as tape:
-            forward, loss = self._forward_and_loss(data, training=True)
-            scaled = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
-        gradients = tape.gradient(scaled, weights)
+        if self.gradient_cache_chunks > 1:
+            forward, loss, gradients = cached_gradients(self, data, self.gradient_cache_chunks)
+        else:
+            with tf.GradientTape() as tape:
+                forward, loss = self._forward_and_loss(data, training=True)
+                scaled = self.optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled, weights)
         # The probe has no gradient on batches without labels: leave it out.
         pairs = [(g, w) for g, w in zip(gradients, weights, strict=True) if g is not None]
         self.optimizer.apply_gradients(pairs)
+        if self.momentum is not None:
+            _momentum.momentum_update(self, forward.y_pred[:, 1])
         return self._update_metrics(forward, loss)
 
     def test_step(self, data):
@@ -284,6 +389,10 @@ class ContrastiveModel(keras.Model):
 
     def _forward_and_loss(self, data, training):
         forward = self.mode.forward(self, data, training=training, seed=self._step_seed(training))
+        return forward, self._loss(forward, training)
+
+    def _loss(self, forward, training):
+        """The loss of a batch's `Forward`: contrastive, plus the online probe's."""
         if tf.distribute.get_replica_context() is not None and _num_replicas() > 1:
             tf.debugging.assert_greater_equal(
                 tf.shape(forward.y_pred)[0],
@@ -294,7 +403,7 @@ class ContrastiveModel(keras.Model):
                     "final batches)."
                 ),
             )
-        with self._learned_temperature():
+        with self._learned_temperature(), self._queue_as_negatives():
             loss = self.compute_loss(
                 y=forward.y_true,
                 y_pred=forward.y_pred,
@@ -314,7 +423,7 @@ class ContrastiveModel(keras.Model):
             "ContrastiveModel: the loss is NaN or Inf. Lower the learning rate or check "
             "the inputs for non-finite values",
         )
-        return forward, loss
+        return loss
 
     def _update_metrics(self, forward, loss):
         batch = ops.shape(forward.y_pred)[0]
@@ -359,12 +468,29 @@ class ContrastiveModel(keras.Model):
         if self.logit_scale is None:
             yield
             return
-        fixed = self.loss.temperature
-        self.loss.temperature = self.logit_scale.temperature
+        learned = {"temperature": self.logit_scale.temperature}
+        if isinstance(self.logit_scale, SigmoidLogitScale):
+            learned["bias"] = self.logit_scale.bias
+        fixed = {name: getattr(self.loss, name) for name in learned}
+        for name, value in learned.items():
+            setattr(self.loss, name, value)
         try:
             yield
         finally:
-            self.loss.temperature = fixed
+            for name, value in fixed.items():
+                setattr(self.loss, name, value)
+
+    @contextlib.contextmanager
+    def _queue_as_negatives(self):
+        """Lets the compiled InfoNCELoss use the key queue as extra negatives."""
+        if self.key_queue is None:
+            yield
+            return
+        self.loss.negative_keys = self.key_queue.keys
+        try:
+            yield
+        finally:
+            self.loss.negative_keys = None
 
     # ---------------------------------------------------------------- config
     def get_config(self):
@@ -372,7 +498,15 @@ class ContrastiveModel(keras.Model):
         for name in _SERIALIZED:
             value = getattr(self, name)
             config[name] = None if value is None else keras.saving.serialize_keras_object(value)
-        config.update({"probe_classes": self.probe_classes, "seed": self.seed})
+        config.update(
+            {
+                "probe_classes": self.probe_classes,
+                "seed": self.seed,
+                "gradient_cache_chunks": self.gradient_cache_chunks,
+                "momentum": self.momentum,
+                "queue_size": self.queue_size,
+            }
+        )
         return config
 
     @classmethod
@@ -385,14 +519,15 @@ class ContrastiveModel(keras.Model):
 
 
 def _logit_scale(value, dual):
-    if value is None or isinstance(value, LogitScale):
+    if value is None or isinstance(value, (LogitScale, SigmoidLogitScale)):
         return value
     if value == "learnable":
         if not dual:
             raise ValueError("`logit_scale` applies to the dual-encoder mode only.")
         return LogitScale(initial_temperature=0.07, max_scale=100.0, learnable=True)
     raise ValueError(
-        "`logit_scale` must be None, 'learnable' or a kc.layers.LogitScale. "
+        "`logit_scale` must be None, 'learnable', a kc.layers.LogitScale or a "
+        "kc.layers.SigmoidLogitScale (SigLIPLoss). "
         f"Received: logit_scale={value!r}"
     )
 

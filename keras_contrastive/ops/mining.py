@@ -35,6 +35,23 @@ def batch_all_triplet_values(labels, distances, margin):
     A triplet `(a, p, n)` is valid when `a != p`, `labels[a] == labels[p]` and
     `labels[a] != labels[n]`; its loss is `max(0, d(a,p) - d(a,n) + margin)`.
 
+    Args:
+        labels: `(B,)` integer labels.
+        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`.
+        margin: float, the margin `alpha` of the triplet loss.
+
+    Returns:
+        `(B,)` per-anchor values whose mean is the mined loss.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_contrastive as kc
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> distances = kc.ops.pairwise_distance(np.array([[0.0], [1.0], [1.5], [3.0]]))
+    >>> values = kc.ops.batch_all_triplet_values(labels, distances, margin=1.0)  # (4,)
+    >>> float(np.mean(values))  # 1.1
+
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person
     Re-Identification", 2017.
     """
@@ -52,6 +69,23 @@ def batch_hard_triplet_values(labels, distances, margin):
 
     The mean runs over the anchors that have at least one positive and one
     negative in the batch.
+
+    Args:
+        labels: `(B,)` integer labels.
+        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`.
+        margin: float, the margin `alpha` of the triplet loss.
+
+    Returns:
+        `(B,)` per-anchor values whose mean is the mined loss.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_contrastive as kc
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> distances = kc.ops.pairwise_distance(np.array([[0.0], [1.0], [1.5], [3.0]]))
+    >>> values = kc.ops.batch_hard_triplet_values(labels, distances, margin=1.0)  # (4,)
+    >>> float(np.mean(values))  # 1.125
 
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person
     Re-Identification", 2017.
@@ -72,6 +106,23 @@ def semi_hard_triplet_values(labels, distances, margin):
     farther from the anchor than the positive; if there is none, the farthest
     negative. The mean runs over all anchor–positive pairs whose anchor has a
     negative in the batch.
+
+    Args:
+        labels: `(B,)` integer labels.
+        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`.
+        margin: float, the margin `alpha` of the triplet loss.
+
+    Returns:
+        `(B,)` per-anchor values whose mean is the mined loss.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_contrastive as kc
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> distances = kc.ops.pairwise_distance(np.array([[0.0], [1.0], [1.5], [3.0]]))
+    >>> values = kc.ops.semi_hard_triplet_values(labels, distances, margin=1.0)  # (4,)
+    >>> float(np.mean(values))  # 0.5
 
     Reference: Schroff et al., "FaceNet: A Unified Embedding for Face
     Recognition and Clustering", CVPR 2015.

@@ -1,4 +1,4 @@
-"""Each example runs end to end in its `--quick` mode (a few steps) and prints its metrics."""
+"""Each example runs end to end in its `--smoke` mode (a few steps) and prints its metrics."""
 
 import os
 import pathlib
@@ -16,10 +16,10 @@ def test_every_example_is_collected():
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_example_runs_quick(script, tmp_path):
+def test_example_runs_smoke(script, tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--quick", "--output-dir", str(tmp_path)],
+        [sys.executable, str(EXAMPLES / script), "--smoke", "--output-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -195,7 +195,8 @@ def readme_loader():
     """The Keras 3 loader pattern documented in README.md."""
     readme = open(os.path.join(os.path.dirname(kc.__file__), "..", "README.md")).read()
     section = readme[readme.index("## Export and reuse") :]
-    return re.search(r"```python\n(.*?class SavedModelEncoder.*?)```", section, re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    return next(block for block in blocks if "class SavedModelEncoder" in block)
 
 
 def test_keras_3_readme_pattern_fine_tunes(exported, consumer):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 import keras_contrastive as kc
 from keras_contrastive import losses
@@ -106,8 +107,7 @@ def clip_model(**kwargs):
         image_head=head(),
         text_head=head(),
         text_preprocessor=preprocessor,
-        logit_scale="learnable",
-        **kwargs,
+        **{"logit_scale": "learnable", **kwargs},
     )
 
 
@@ -131,6 +131,34 @@ def test_dual_encoder_on_raw_strings_learns_temperature():
     assert model.loss.temperature == 0.07  # the compiled loss is left as it was
     out = model({"image": x[:2], "text": text[:2]})
     assert out["image"].shape == out["text"].shape == (2, 4)
+
+
+def test_dual_encoder_with_siglip_learns_temperature_and_bias():
+    x, text, ids = clip_data()
+    model = clip_model(logit_scale=kc.layers.SigmoidLogitScale())
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=losses.SigLIPLoss())
+    data = tf.data.Dataset.from_tensor_slices({"image": x, "text": text}).batch(8)
+    history = model.fit(data, epochs=10, verbose=0)
+    first, last = first_and_last(history)
+    assert last < first
+    assert float(model.logit_scale.bias) != -10.0  # learned, from SigLIP's initial -10
+    assert float(model.logit_scale.temperature) != 0.1
+    assert (model.loss.temperature, model.loss.bias) == (0.1, -10.0)  # left as it was
+    # The step used the learned pair: the loss of the batch from the layer's values.
+    batch = next(iter(data))
+    embedded = model(batch)
+    pairs = ops.stack([embedded["image"], embedded["text"]], axis=1)
+    expected = losses.siglip_loss(
+        None, pairs, model.logit_scale.temperature, model.logit_scale.bias
+    )
+    got = model.evaluate(data.take(1), verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(got, float(ops.mean(expected)), rtol=1e-5)
+
+
+def test_sigmoid_logit_scale_needs_the_siglip_loss():
+    model = clip_model(logit_scale=kc.layers.SigmoidLogitScale())
+    with pytest.raises(ValueError, match="SigLIPLoss"):
+        model.compile(optimizer="adam", loss=losses.CLIPLoss())
 
 
 def test_dual_encoder_group_ids():

@@ -1,10 +1,14 @@
 """ContrastiveModel under MirroredStrategy on logical CPUs equals one device."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cpu_strategy
+from conftest import cpu_strategy, in_fresh_process
 
 import keras_contrastive as kc
 from keras_contrastive import losses
@@ -21,14 +25,30 @@ def head():
     return kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=4, batch_norm=False)
 
 
+CAPTIONS = np.array(["a red square", "a blue circle", "a green line", "a small dot"] * 2)
+
+
+def text_tower():
+    """Raw strings, tokenized in the step, into a small transformer."""
+    preprocessor = kc.layers.TextPreprocessor.from_corpus(
+        CAPTIONS, vocabulary_size=30, sequence_length=4, tokenizer="whitespace"
+    )
+    encoder = kc.encoders.text_transformer(
+        preprocessor.vocabulary_size, 4, embed_dim=8, num_heads=1, num_layers=1, output_dim=8
+    )
+    return {"text_encoder": encoder, "text_preprocessor": preprocessor}
+
+
 def make(kind):
-    if kind == "clip":
+    if kind in ("clip", "clip_strings", "siglip_strings"):
+        text = {"text_encoder": mlp(5)} if kind == "clip" else text_tower()
+        scale = kc.layers.SigmoidLogitScale() if kind == "siglip_strings" else "learnable"
         return kc.ContrastiveModel(
             image_encoder=mlp(),
-            text_encoder=mlp(5),
             image_head=head(),
             text_head=head(),
-            logit_scale="learnable",
+            logit_scale=scale,
+            **text,
         )
     return kc.ContrastiveModel(encoder=mlp(), projection_head=head())
 
@@ -37,6 +57,8 @@ LOSSES = {
     "ntxent": losses.NTXentLoss(0.2),
     "supcon": losses.SupConLoss(0.2),
     "clip": losses.CLIPLoss(),
+    "clip_strings": losses.CLIPLoss(),
+    "siglip_strings": losses.SigLIPLoss(),
 }
 
 
@@ -47,6 +69,8 @@ def dataset(kind):
     labels = np.array([0, 1, 0, 2, 1, 3, 3, 0], "int32")  # label 2 has no positive
     if kind == "clip":
         data = {"image": a, "text": b[:, :5]}
+    elif kind.endswith("_strings"):
+        data = {"image": a, "text": CAPTIONS}
     elif kind == "supcon":
         data = ((a, b), labels)
     else:
@@ -55,7 +79,8 @@ def dataset(kind):
 
 
 @pytest.mark.parametrize("num_replicas", [2, 4])
-@pytest.mark.parametrize("kind", ["ntxent", "supcon", "clip"])
+@pytest.mark.parametrize("kind", ["ntxent", "supcon", "clip", "clip_strings", "siglip_strings"])
+@in_fresh_process
 def test_one_step_matches_single_device(kind, num_replicas):
     single = make(kind)
     initial = single.get_weights()
@@ -96,10 +121,36 @@ def test_in_step_augmentation_differs_across_replicas():
     np.testing.assert_array_equal(again[0], first)  # same step, same seed: replayable
 
 
+# A step that fails on some replicas while others wait in a collective aborts the
+# process's collective executor for good ("Restart your program to reset"): that
+# test runs in a process of its own, so that the tests after it keep working.
+REPLICA_BATCH_OF_ONE = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, keras_contrastive as kc
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    inputs = keras.Input((6,))
+    encoder = keras.Model(inputs, keras.layers.Dense(8)(inputs))
+    model = kc.ContrastiveModel(encoder=encoder)
+    model.compile(optimizer="sgd")
+views = np.ones((2, 6), "float32")
+try:
+    model.fit(tf.data.Dataset.from_tensor_slices((views, views)).batch(2), verbose=0)
+except tf.errors.InvalidArgumentError as error:
+    print("REFUSED:", error.message)
+"""
+
+
 def test_replica_batches_of_one_are_refused():
-    with cpu_strategy(2).scope():
-        model = make("ntxent")
-        model.compile(optimizer="sgd")
-    tiny = dataset("ntxent").unbatch().batch(2).take(1)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="fewer than 2 examples"):
-        model.fit(tiny, epochs=1, verbose=0)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", REPLICA_BATCH_OF_ONE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert "REFUSED:" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "fewer than 2 examples" in result.stdout

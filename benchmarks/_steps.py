@@ -1,0 +1,232 @@
+"""Timed training steps: ours (`ContrastiveModel.fit`) and the hand-written floor.
+
+Every class builds its model once and warms up (trace, XLA compile) in
+`__init__`; `seconds_per_step(steps)` then times `steps` more steps and returns
+`(wall seconds, CPU seconds)` per step (`_timing.Stopwatch`). The benchmark
+scripts call the sides of a comparison alternately, several rounds, so that
+load changes on the shared machine hit every side.
+"""
+
+import math
+import statistics
+
+import keras
+import tensorflow as tf
+from _data import IMAGE_SIZE, LEARNING_RATE, PROJECTION, TEMPERATURE, embeddings
+from _timing import Stopwatch, clock, per_step
+
+import keras_contrastive as kc
+
+ENCODERS = ("small_cnn", "resnet18")
+CAPTION_WORDS = ("red", "green", "blue", "small", "large", "round", "square", "digit", "photo")
+SEQUENCE_LENGTH = 16
+
+
+def towers(encoder="small_cnn", seed=0):
+    """The image encoder (library defaults, BatchNorm on) and a SimCLR projection head."""
+    keras.utils.set_random_seed(seed)
+    shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
+    if encoder == "small_cnn":
+        net = kc.encoders.small_cnn(input_shape=shape)
+    else:
+        net = kc.encoders.resnet(input_shape=shape, depth=18)
+    head = kc.layers.ProjectionHead(hidden_dims=PROJECTION[:1], output_dim=PROJECTION[1])
+    return net, head
+
+
+def augmenter(seed=1):
+    """SimCLR's CIFAR recipe: crop, flip, colour jitter 0.5 (p=0.8), grayscale 0.2, no blur."""
+    return kc.layers.SimCLRAugmentation.cifar(image_size=(IMAGE_SIZE, IMAGE_SIZE), seed=seed)
+
+
+def simclr_model(encoder="small_cnn", in_step_augmentation=False):
+    net, head = towers(encoder)
+    return kc.ContrastiveModel(
+        encoder=net,
+        projection_head=head,
+        augmenter=augmenter() if in_step_augmentation else None,
+    )
+
+
+def ntxent_ours(za, zb):
+    """`kc.losses.ntxent_loss` of two `(B, D)` views, averaged."""
+    return tf.reduce_mean(kc.losses.ntxent_loss(None, tf.stack([za, zb], 1)))
+
+
+def ntxent_floor(z):
+    """NT-Xent of `(2B, D)` projections `[view_1; view_2]`, in plain TensorFlow ops."""
+    z = tf.math.l2_normalize(tf.cast(z, "float32"), -1) / math.sqrt(TEMPERATURE)
+    n = tf.shape(z)[0] // 2
+    logits = tf.matmul(z, z, transpose_b=True) - 1e9 * tf.eye(2 * n)
+    labels = tf.concat([tf.range(n, 2 * n), tf.range(n)], 0)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+
+
+class StepClock(keras.callbacks.Callback):
+    """Times a `fit` call from its first step's start to its last step's end.
+
+    This leaves out what `fit` does once per call (iterator, callbacks), which
+    a real run of many steps pays once.
+    """
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.start = clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.end = clock()
+
+
+class FitStep:
+    """`model.fit` on `data` (an infinite `tf.data.Dataset`), timed per step."""
+
+    def __init__(self, model, data, loss=None, jit=False, steps_per_execution=1):
+        model.compile(
+            optimizer=keras.optimizers.Adam(LEARNING_RATE),
+            loss=loss,
+            jit_compile=jit,
+            steps_per_execution=steps_per_execution,
+        )
+        self.model, self.data = model, data
+        self.seconds_per_step(2 * steps_per_execution)  # trace, compile, warm up
+
+    def seconds_per_step(self, steps):
+        watch = StepClock()
+        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[watch])
+        return per_step(watch.start, watch.end, steps)
+
+
+class FloorStep:
+    """A plain `tf.function` step: forward, loss, gradient, Adam update; nothing else.
+
+    `step_fn(batch)` returns the loss and reads `weights`, which the step updates.
+    """
+
+    def __init__(self, loss_fn, weights, data, jit=False):
+        optimizer = keras.optimizers.Adam(LEARNING_RATE)
+        optimizer.build(weights)
+
+        @tf.function(jit_compile=jit)
+        def step(batch):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(batch)
+            optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
+            return loss
+
+        self.step, self.batches = step, iter(data)
+        self.seconds_per_step(2)
+
+    def seconds_per_step(self, steps):
+        with Stopwatch(steps) as watch:
+            for _ in range(steps):
+                loss = self.step(next(self.batches))
+            loss.numpy()
+        return watch.seconds
+
+
+def simclr_floor(encoder, data, jit=False, in_step_augmentation=False):
+    """The floor of SimCLR two-view training on `data` (view pairs, or raw images)."""
+    net, head = towers(encoder)
+    augment = augmenter() if in_step_augmentation else None
+
+    def loss_fn(batch):
+        views = (augment(batch), augment(batch)) if augment is not None else batch
+        z = head(net(tf.concat(views, 0), training=True), training=True)
+        return ntxent_floor(z)
+
+    return FloorStep(loss_fn, net.trainable_weights + head.trainable_weights, data, jit)
+
+
+class LossAlone:
+    """Forward + backward of an NT-Xent function on fixed `(B, 128)` embedding pairs."""
+
+    def __init__(self, loss_fn, batch):
+        @tf.function
+        def step(za, zb):
+            with tf.GradientTape() as tape:
+                tape.watch([za, zb])
+                value = loss_fn(za, zb)
+            return tape.gradient(value, [za, zb])
+
+        self.step, self.inputs = step, embeddings(batch)
+        self.seconds_per_step(2)
+
+    def seconds_per_step(self, steps):
+        with Stopwatch(steps) as watch:
+            for _ in range(steps):
+                self.step(*self.inputs)[0].numpy()
+        return watch.seconds
+
+
+# ------------------------------------------------------------------- CLIP
+def captions(count):
+    """`count` short captions made of CAPTION_WORDS (deterministic)."""
+    words = CAPTION_WORDS
+    return [f"a {words[i % 9]} {words[(i // 9) % 9]} {words[(i // 81) % 9]}" for i in range(count)]
+
+
+def clip_parts(seed=0):
+    """Image and text towers with linear heads, a learnable temperature, a tokenizer."""
+    keras.utils.set_random_seed(seed)
+    preprocessor = kc.layers.TextPreprocessor.from_corpus(
+        captions(729), vocabulary_size=64, sequence_length=SEQUENCE_LENGTH, tokenizer="whitespace"
+    )
+    text = kc.encoders.text_transformer(
+        preprocessor.vocabulary_size, SEQUENCE_LENGTH, embed_dim=128, num_heads=2, num_layers=2
+    )
+    image = kc.encoders.small_cnn(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
+    heads = [
+        kc.layers.ProjectionHead(hidden_dims=(), output_dim=PROJECTION[1], batch_norm=False)
+        for _ in range(2)
+    ]
+    return preprocessor, image, text, heads
+
+
+def clip_data(batch, preprocessor, tokenize_in_tf_data):
+    """`{"image", "text"}` batches; text as raw strings or as token ids made in tf.data."""
+    images = tf.random.stateless_uniform((batch, IMAGE_SIZE, IMAGE_SIZE, 3), (0, 0))
+    data = tf.data.Dataset.from_tensors({"image": images, "text": tf.constant(captions(batch))})
+    if tokenize_in_tf_data:
+        data = data.map(lambda x: {"image": x["image"], "text": preprocessor(x["text"])})
+    return data.cache().repeat().prefetch(2)
+
+
+def clip_fit(batch, jit=False):
+    preprocessor, image, text, (image_head, text_head) = clip_parts()
+    model = kc.ContrastiveModel(
+        image_encoder=image,
+        text_encoder=text,
+        image_head=image_head,
+        text_head=text_head,
+        text_preprocessor=preprocessor,
+        logit_scale="learnable",
+    )
+    return FitStep(model, clip_data(batch, preprocessor, tokenize_in_tf_data=jit), jit=jit)
+
+
+def clip_floor(batch, jit=False):
+    preprocessor, image, text, (image_head, text_head) = clip_parts()
+    log_scale = tf.Variable(math.log(1 / 0.07), name="log_scale")
+
+    def loss_fn(batch):
+        tokens = batch["text"] if jit else preprocessor(batch["text"])
+        i = tf.math.l2_normalize(image_head(image(batch["image"], training=True)), -1)
+        t = tf.math.l2_normalize(text_head(text(tokens, training=True)), -1)
+        logits = tf.minimum(tf.exp(log_scale), 100.0) * tf.matmul(i, t, transpose_b=True)
+        labels = tf.range(tf.shape(logits)[0])
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits
+        return tf.reduce_mean(ce(labels, logits) + ce(labels, tf.transpose(logits))) / 2
+
+    weights = [log_scale]
+    for layer in (image, text, image_head, text_head):
+        weights += layer.trainable_weights
+    return FloorStep(loss_fn, weights, clip_data(batch, preprocessor, jit), jit)
+
+
+def median_of_rounds(sides, steps, rounds):
+    """`{name: (wall, CPU) median seconds per step}`, the sides timed alternately."""
+    times = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, side in sides.items():
+            times[name].append(side.seconds_per_step(steps))
+    return {name: tuple(map(statistics.median, zip(*t, strict=True))) for name, t in times.items()}

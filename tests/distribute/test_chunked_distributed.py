@@ -1,0 +1,62 @@
+"""Chunked losses and SigLIP under MirroredStrategy equal one device on the global batch."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import cpu_strategy
+
+from keras_contrastive import losses as L
+
+NEGATIVES = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
+CHUNK = 3  # divides neither the local batches (4 or 2 rows; 8 or 4 anchors) nor the global one
+
+# name: (fn(labels, x, chunk_size), y_pred shape)
+CASES = {
+    "ntxent": (lambda y, x, c: L.ntxent_loss(None, x, 0.2, c), (8, 2, 3)),
+    "info_nce": (lambda y, x, c: L.info_nce_loss(None, x, 0.2, NEGATIVES, c), (8, 2, 3)),
+    "supcon": (lambda y, x, c: L.supcon_loss(y, x, 0.2, None, c), (8, 2, 3)),
+    "supcon_single_view": (lambda y, x, c: L.supcon_loss(y, x, 0.2, None, c), (8, 3)),
+    "clip": (lambda y, x, c: L.clip_loss(None, x, 0.2, c), (8, 2, 3)),
+    "clip_groups": (lambda y, x, c: L.clip_loss(y, x, 0.2, c), (8, 2, 3)),
+    "siglip": (lambda y, x, c: L.siglip_loss(None, x, 0.2, -1.0, c), (8, 2, 3)),
+    "siglip_groups": (lambda y, x, c: L.siglip_loss(y, x, 0.2, -1.0, c), (8, 2, 3)),
+}
+RUNS = [(name, CHUNK, 2) for name in sorted(CASES)] + [
+    ("siglip", None, 2),
+    ("siglip_groups", None, 4),
+    ("ntxent", CHUNK, 4),
+    ("supcon", CHUNK, 4),
+    ("clip_groups", CHUNK, 4),
+    ("siglip", CHUNK, 4),
+]
+
+
+@pytest.mark.parametrize("name,chunk_size,num_replicas", RUNS)
+def test_replica_gradients_sum_to_single_device_dense_gradient(name, chunk_size, num_replicas):
+    fn, shape = CASES[name]
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    y = np.array([0, 1, 0, 3, 1, 2, 2, 0], "int32")  # anchor 3 has no positive
+    variable = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(fn(y, variable, None))
+    expected_grad = tape.gradient(loss, variable)
+
+    strategy = cpu_strategy(num_replicas)
+    local = shape[0] // num_replicas
+
+    def step(x_all):
+        ctx = tf.distribute.get_replica_context()
+        start = ctx.replica_id_in_sync_group * local
+        y_local = tf.slice(tf.constant(y), [start], [local])
+        with tf.GradientTape() as tape:
+            tape.watch(x_all)
+            x_local = tf.slice(x_all, [start] + [0] * (len(shape) - 1), (local,) + shape[1:])
+            # Keras' scaling: the local mean divided by the number of replicas.
+            local_loss = tf.reduce_mean(fn(y_local, x_local, chunk_size)) / num_replicas
+        return local_loss, tape.gradient(local_loss, x_all)
+
+    losses, grads = strategy.run(tf.function(step), args=(tf.constant(x),))
+    total = strategy.reduce("SUM", losses, axis=None)
+    grad = strategy.reduce("SUM", grads, axis=None)
+    np.testing.assert_allclose(total, loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-6)
