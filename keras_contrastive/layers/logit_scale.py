@@ -20,9 +20,10 @@ class LogitScale(keras.layers.Layer):
     Args:
         initial_temperature: float > 0, the temperature `T` to start from;
             `t` is initialised to `log(1 / T)`. Defaults to `0.07` (CLIP).
-        max_scale: float > 0, the largest scale `exp(t)` used. Defaults to
-            `100.0` (CLIP). Must be at least `1 / initial_temperature`, or
-            the scale would start clamped and never learn.
+        max_scale: float > 0, the largest scale `exp(t)` used, or `None`
+            for no clamp. Defaults to `100.0` (CLIP). Must be at least
+            `1 / initial_temperature`, or the scale would start clamped and
+            never learn.
         learnable: bool, whether `t` is a trainable weight. Defaults to
             `True`.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -44,11 +45,14 @@ class LogitScale(keras.layers.Layer):
 
     def __init__(self, initial_temperature=0.07, max_scale=100.0, learnable=True, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("initial_temperature", initial_temperature), ("max_scale", max_scale)):
-            if not isinstance(value, (int, float)):
+        numbers = {"initial_temperature": initial_temperature}
+        if max_scale is not None:
+            numbers["max_scale"] = max_scale
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
             check_positive(name, value)
-        if 1.0 / initial_temperature > max_scale:
+        if max_scale is not None and 1.0 / initial_temperature > max_scale:
             raise ValueError(
                 "`1 / initial_temperature` must be <= `max_scale`, or the scale "
                 "starts clamped and gets no gradient. Received: "
@@ -68,7 +72,8 @@ class LogitScale(keras.layers.Layer):
     @property
     def scale(self):
         """The current scale `min(exp(t), max_scale)`, a scalar tensor."""
-        return ops.minimum(ops.exp(self.log_scale), self.max_scale)
+        scale = ops.exp(self.log_scale)
+        return scale if self.max_scale is None else ops.minimum(scale, self.max_scale)
 
     @property
     def temperature(self):

@@ -519,7 +519,7 @@ class ContrastiveModel(keras.Model):
 
 
 def _logit_scale(value, dual):
-    if value is None or isinstance(value, (LogitScale, SigmoidLogitScale)):
+    if value is None or isinstance(value, LogitScale):  # SigmoidLogitScale included
         return value
     if value == "learnable":
         if not dual:
