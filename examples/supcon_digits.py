@@ -26,7 +26,6 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import keras_contrastive as kc
@@ -65,16 +64,8 @@ def parse_args(argv=None):
 def load_data(args):
     """`(x_train, y_train), (x_test, y_test), class_names` as NumPy arrays."""
     if args.dataset == "digits":
-        data = kc.datasets.digits(image_size=args.image_size, channels=1)
-        return data.train, data.test, data.class_names
-    splits = []
-    for split in ("train", "test"):
-        dataset, class_names = kc.datasets.tfds_images(
-            args.dataset, split=split, image_size=args.image_size, batch_size=1024
-        )
-        x, y = zip(*((x.numpy(), y.numpy()) for x, y in dataset), strict=True)
-        splits.append((np.concatenate(x), np.concatenate(y).astype("int32")))
-    return splits[0], splits[1], class_names
+        return kc.datasets.digits(image_size=args.image_size, channels=1)
+    return kc.datasets.tfds_split(args.dataset, image_size=args.image_size)
 
 
 def augmenter(args, input_shape):

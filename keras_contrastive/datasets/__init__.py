@@ -12,4 +12,4 @@ from keras_contrastive.datasets.captions import (
 from keras_contrastive.datasets.digits import DIGIT_NAMES, Split, digits
 from keras_contrastive.datasets.image_folder import image_folder
 from keras_contrastive.datasets.tf_data import to_dataset
-from keras_contrastive.datasets.tfds_images import tfds_images
+from keras_contrastive.datasets.tfds_images import tfds_images, tfds_split

@@ -1,8 +1,10 @@
-"""`tfds_images`: an image classification dataset from a local TFDS copy (never downloads)."""
+"""`tfds_images`, `tfds_split`: classification images from a local TFDS copy, never downloaded."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from keras_contrastive.datasets.digits import Split
 from keras_contrastive.datasets.image_folder import check_image_size
 from keras_contrastive.datasets.tf_data import batch_and_prefetch, check_int
 
@@ -76,3 +78,38 @@ def tfds_images(
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = batch_and_prefetch(dataset, SHUFFLE_BUFFER, batch_size, shuffle, seed, False)
     return dataset, list(info.features["label"].names)
+
+
+def tfds_split(name, image_size=32, data_dir=None):
+    """The `"train"` and `"test"` splits of a local TFDS dataset, as NumPy arrays.
+
+    The same layout as `digits()`, so that a script written for digits runs on
+    any image classification dataset already on disk. Holds the whole dataset
+    in memory: for small datasets (MNIST, CIFAR-10), not ImageNet.
+
+    Args:
+        name: str, the TFDS name, e.g. `"cifar10"`, `"mnist"`.
+        image_size: int or `(height, width)`. Defaults to `32`.
+        data_dir: str or `None`, the TFDS data folder. Defaults to `None`.
+
+    Returns:
+        A `Split(train=(x, y), test=(x, y), class_names)`: `x` float32
+        `(N, height, width, C)` in [0, 1], `y` int32 `(N,)`.
+
+    Raises:
+        As `tfds_images` (never downloads).
+
+    Example:
+
+    >>> import keras_contrastive as kc
+    >>> split = kc.datasets.tfds_split("cifar10", image_size=32)  # doctest: +SKIP
+    >>> x_train, y_train = split.train  # doctest: +SKIP
+    """
+    arrays = []
+    for split in ("train", "test"):
+        dataset, class_names = tfds_images(
+            name, split=split, image_size=image_size, batch_size=1024, data_dir=data_dir
+        )
+        images, labels = zip(*dataset.as_numpy_iterator(), strict=True)
+        arrays.append((np.concatenate(images), np.concatenate(labels).astype("int32")))
+    return Split(train=arrays[0], test=arrays[1], class_names=class_names)
