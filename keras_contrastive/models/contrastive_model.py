@@ -403,7 +403,7 @@ class ContrastiveModel(keras.Model):
                     "final batches)."
                 ),
             )
-        with self._learned_temperature(), self._queue_as_negatives():
+        with self._step_loss_arguments():
             loss = self.compute_loss(
                 y=forward.y_true,
                 y_pred=forward.y_pred,
@@ -463,34 +463,29 @@ class ContrastiveModel(keras.Model):
         )
 
     @contextlib.contextmanager
-    def _learned_temperature(self):
-        """Lets the compiled loss use the learned temperature during the step."""
-        if self.logit_scale is None:
-            yield
-            return
-        learned = {"temperature": self.logit_scale.temperature}
+    def _step_loss_arguments(self):
+        """Lends the compiled loss the model's state for one step.
+
+        The learned temperature (and SigLIP's bias) of `logit_scale`, and the
+        MoCo key queue as InfoNCE's extra negatives: a `keras.losses.Loss`
+        owns no weights, so the model sets these attributes around the call
+        and restores the configured values after it.
+        """
+        lent = {}
+        if self.logit_scale is not None:
+            lent["temperature"] = self.logit_scale.temperature
         if isinstance(self.logit_scale, SigmoidLogitScale):
-            learned["bias"] = self.logit_scale.bias
-        fixed = {name: getattr(self.loss, name) for name in learned}
-        for name, value in learned.items():
+            lent["bias"] = self.logit_scale.bias
+        if self.key_queue is not None:
+            lent["negative_keys"] = self.key_queue.keys
+        configured = {name: getattr(self.loss, name) for name in lent}
+        for name, value in lent.items():
             setattr(self.loss, name, value)
         try:
             yield
         finally:
-            for name, value in fixed.items():
+            for name, value in configured.items():
                 setattr(self.loss, name, value)
-
-    @contextlib.contextmanager
-    def _queue_as_negatives(self):
-        """Lets the compiled InfoNCELoss use the key queue as extra negatives."""
-        if self.key_queue is None:
-            yield
-            return
-        self.loss.negative_keys = self.key_queue.keys
-        try:
-            yield
-        finally:
-            self.loss.negative_keys = None
 
     # ---------------------------------------------------------------- config
     def get_config(self):
