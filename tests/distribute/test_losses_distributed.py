@@ -1,4 +1,7 @@
-"""Losses under MirroredStrategy score local rows against global candidates."""
+"""Losses under MirroredStrategy score local rows against global candidates.
+
+Dense and chunked, each replica's gradient summed equals one device's on the global batch.
+"""
 
 import numpy as np
 import pytest
@@ -7,26 +10,36 @@ from conftest import cpu_strategy
 
 from keras_contrastive import losses as L
 
+NEGATIVES = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
+CHUNK = 3  # divides neither the local batches (4 or 2 rows; 8 or 4 anchors) nor the global one
+
+# name: (fn(labels, x, chunk_size), y_pred shape)
 CASES = {
-    "ntxent": (lambda y, x: L.ntxent_loss(None, x, 0.2), (8, 2, 3), False),
-    "info_nce": (lambda y, x: L.info_nce_loss(None, x, 0.2), (8, 2, 3), False),
-    "supcon": (lambda y, x: L.supcon_loss(y, x, 0.2), (8, 2, 3), True),
-    "supcon_single_view": (lambda y, x: L.supcon_loss(y, x, 0.2), (8, 3), True),
-    "clip": (lambda y, x: L.clip_loss(None, x, 0.2), (8, 2, 3), False),
-    "clip_groups": (lambda y, x: L.clip_loss(y, x, 0.2), (8, 2, 3), True),
+    "ntxent": (lambda y, x, c: L.ntxent_loss(None, x, 0.2, c), (8, 2, 3)),
+    "info_nce": (lambda y, x, c: L.info_nce_loss(None, x, 0.2, None, c), (8, 2, 3)),
+    "info_nce_queue": (lambda y, x, c: L.info_nce_loss(None, x, 0.2, NEGATIVES, c), (8, 2, 3)),
+    "supcon": (lambda y, x, c: L.supcon_loss(y, x, 0.2, None, c), (8, 2, 3)),
+    "supcon_single_view": (lambda y, x, c: L.supcon_loss(y, x, 0.2, None, c), (8, 3)),
+    "clip": (lambda y, x, c: L.clip_loss(None, x, 0.2, c), (8, 2, 3)),
+    "clip_groups": (lambda y, x, c: L.clip_loss(y, x, 0.2, c), (8, 2, 3)),
+    "siglip": (lambda y, x, c: L.siglip_loss(None, x, 0.2, -1.0, c), (8, 2, 3)),
+    "siglip_groups": (lambda y, x, c: L.siglip_loss(y, x, 0.2, -1.0, c), (8, 2, 3)),
 }
+RUNS = (
+    [(name, None, n) for name in sorted(CASES) for n in (2, 4)]  # dense
+    + [(name, CHUNK, 2) for name in sorted(CASES)]
+    + [(name, CHUNK, 4) for name in ("ntxent", "supcon", "clip_groups", "siglip")]
+)
 
 
-@pytest.mark.parametrize("num_replicas", [2, 4])
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_replica_gradients_sum_to_single_device_gradient(name, num_replicas):
-    fn, shape, labelled = CASES[name]
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=shape).astype("float32")
+@pytest.mark.parametrize("name,chunk_size,num_replicas", RUNS)
+def test_replica_gradients_sum_to_single_device_dense_gradient(name, chunk_size, num_replicas):
+    fn, shape = CASES[name]
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
     y = np.array([0, 1, 0, 3, 1, 2, 2, 0], "int32")  # anchor 3 has no positive
     variable = tf.Variable(x)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(fn(y, variable))
+        loss = tf.reduce_mean(fn(y, variable, None))
     expected_grad = tape.gradient(loss, variable)
 
     strategy = cpu_strategy(num_replicas)
@@ -38,17 +51,13 @@ def test_replica_gradients_sum_to_single_device_gradient(name, num_replicas):
         y_local = tf.slice(tf.constant(y), [start], [local])
         with tf.GradientTape() as tape:
             tape.watch(x_all)
-            x_local = tf.slice(
-                x_all,
-                tf.concat([[start], tf.zeros(len(shape) - 1, "int32")], 0),
-                (local,) + shape[1:],
-            )
+            x_local = tf.slice(x_all, [start] + [0] * (len(shape) - 1), (local,) + shape[1:])
             # Keras' scaling: the local mean divided by the number of replicas.
-            local_loss = tf.reduce_mean(fn(y_local, x_local)) / num_replicas
+            local_loss = tf.reduce_mean(fn(y_local, x_local, chunk_size)) / num_replicas
         return local_loss, tape.gradient(local_loss, x_all)
 
     losses, grads = strategy.run(tf.function(step), args=(tf.constant(x),))
     total = strategy.reduce("SUM", losses, axis=None)
     grad = strategy.reduce("SUM", grads, axis=None)
     np.testing.assert_allclose(total, loss, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-6)
