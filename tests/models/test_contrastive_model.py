@@ -5,18 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
+from towers import head, mlp
 
 import keras_contrastive as kc
 from keras_contrastive import losses
-
-
-def mlp(input_dim=6, output_dim=8, name=None):
-    inputs = keras.Input((input_dim,))
-    return keras.Model(inputs, keras.layers.Dense(output_dim, activation="tanh")(inputs), name=name)
-
-
-def head(dim=4):
-    return kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=dim, batch_norm=False)
 
 
 def two_view_data(n=32, dim=6, seed=0):

@@ -9,20 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy, in_fresh_process
+from towers import head, mlp
 
 import keras_contrastive as kc
 from keras_contrastive import losses
 
 GLOBAL_BATCH = 8
-
-
-def mlp(input_dim=6, output_dim=8):
-    inputs = keras.Input((input_dim,))
-    return keras.Model(inputs, keras.layers.Dense(output_dim, activation="tanh")(inputs))
-
-
-def head():
-    return kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=4, batch_norm=False)
 
 
 CAPTIONS = np.array(["a red square", "a blue circle", "a green line", "a small dot"] * 2)

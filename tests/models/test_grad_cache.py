@@ -7,24 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy, in_fresh_process
+from towers import head, mlp
 
 import keras_contrastive as kc
 from keras_contrastive import losses
 
 BATCH = 16
 CAPTIONS = ["a red square", "a blue circle", "a green line", "a small dot"]
-
-
-def mlp(input_dim=6, output_dim=8, dropout=0.0):
-    inputs = keras.Input((input_dim,))
-    x = keras.layers.Dense(output_dim, activation="tanh")(inputs)
-    if dropout:
-        x = keras.layers.Dropout(dropout, seed=3)(x)
-    return keras.Model(inputs, x)
-
-
-def head():
-    return kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=4, batch_norm=False)
 
 
 def make(kind, chunks, **kwargs):

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import towers
+from towers import mlp
 
 import keras_contrastive as kc
 from keras_contrastive import losses
@@ -29,13 +31,8 @@ def policy(request):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def mlp():
-    inputs = keras.Input((6,))
-    return keras.Model(inputs, keras.layers.Dense(8, activation="tanh")(inputs))
-
-
 def head():
-    return kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=4)
+    return towers.head(batch_norm=True)  # mixed precision through BatchNorm too
 
 
 def features(seed=0):

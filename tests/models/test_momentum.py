@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy, in_fresh_process
+from towers import mlp
 
 import keras_contrastive as kc
 from keras_contrastive import losses
@@ -14,11 +15,6 @@ from keras_contrastive.models._momentum import KeyQueue
 
 BATCH = 4
 TAU = 0.2
-
-
-def mlp():
-    inputs = keras.Input((6,))
-    return keras.Model(inputs, keras.layers.Dense(8, activation="tanh")(inputs))
 
 
 def moco(momentum=0.9, queue_size=3 * BATCH, batch_norm=False, **kwargs):

@@ -12,21 +12,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from towers import head, mlp
 
 import keras_contrastive as kc
 from keras_contrastive import losses
 
 BATCH = 8
 CAPTIONS = ["a red square", "a blue circle", "a green line", "a small dot"]
-
-
-def mlp():
-    inputs = keras.Input((6,))
-    return keras.Model(inputs, keras.layers.Dense(8, activation="tanh")(inputs))
-
-
-def head():
-    return kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=4, batch_norm=False)
 
 
 def features(seed=0):
