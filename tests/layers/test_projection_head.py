@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import cpu_strategy
 
 from keras_contrastive.layers import ProjectionHead
 
@@ -84,7 +85,7 @@ def test_synchronized_flag_under_strategy(rng):
         for s in ProjectionHead(hidden_dims=(4,), output_dim=2).sublayers
         if isinstance(s, keras.layers.BatchNormalization)
     )
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    strategy = cpu_strategy(1)  # its own collective keys
     with strategy.scope():
         head = ProjectionHead(hidden_dims=(4,), output_dim=2, synchronized=True)
         head.build((None, 3))

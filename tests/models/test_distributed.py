@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cpu_strategy, in_fresh_process
+from conftest import cpu_strategy
 from towers import head, mlp
 
 import keras_contrastive as kc
@@ -72,7 +72,6 @@ def dataset(kind):
 
 @pytest.mark.parametrize("num_replicas", [2, 4])
 @pytest.mark.parametrize("kind", ["ntxent", "supcon", "clip", "clip_strings", "siglip_strings"])
-@in_fresh_process
 def test_one_step_matches_single_device(kind, num_replicas):
     single = make(kind)
     initial = single.get_weights()

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cpu_strategy, in_fresh_process
+from conftest import cpu_strategy
 from towers import head, mlp
 
 import keras_contrastive as kc
@@ -143,7 +143,6 @@ def test_dropout_draws_replay_in_the_second_pass():
 
 
 @pytest.mark.parametrize("kind", ["mlp", "clip_features"])
-@in_fresh_process
 def test_two_replicas_with_chunks_equal_one_device_without(kind):
     single, loss, data = make(kind, chunks=1)
     initial = single.get_weights()

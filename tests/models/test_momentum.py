@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cpu_strategy, in_fresh_process
+from conftest import cpu_strategy
 from towers import mlp
 
 import keras_contrastive as kc
@@ -154,7 +154,6 @@ def test_resume_from_saved_model_or_weights_continues_identically(tmp_path):
             np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-@in_fresh_process
 def test_two_replicas_equal_one_device_on_the_same_global_batch():
     global_batch = 2 * BATCH
     single = compile_(moco(queue_size=2 * global_batch))
