@@ -7,12 +7,13 @@ scripts call the sides of a comparison alternately, several rounds, so that
 load changes on the shared machine hit every side.
 """
 
+import contextlib
 import math
 import statistics
 
 import keras
 import tensorflow as tf
-from _data import IMAGE_SIZE, LEARNING_RATE, PROJECTION, TEMPERATURE, embeddings
+from _data import IMAGE_SIZE, LEARNING_RATE, PROJECTION, TEMPERATURE
 from _timing import Stopwatch, clock, per_step
 
 import keras_contrastive as kc
@@ -37,6 +38,17 @@ def towers(encoder="small_cnn", seed=0):
 def augmenter(seed=1):
     """SimCLR's CIFAR recipe: crop, flip, colour jitter 0.5 (p=0.8), grayscale 0.2, no blur."""
     return kc.layers.SimCLRAugmentation.cifar(image_size=(IMAGE_SIZE, IMAGE_SIZE), seed=seed)
+
+
+@contextlib.contextmanager
+def global_policy(policy):
+    """Builds what the block builds under the Keras dtype `policy`, then restores the old one."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def simclr_model(encoder="small_cnn", in_step_augmentation=False):
@@ -135,27 +147,6 @@ def simclr_floor(encoder, data, jit=False, in_step_augmentation=False):
         return ntxent_floor(z)
 
     return FloorStep(loss_fn, net.trainable_weights + head.trainable_weights, data, jit)
-
-
-class LossAlone:
-    """Forward + backward of an NT-Xent function on fixed `(B, 128)` embedding pairs."""
-
-    def __init__(self, loss_fn, batch):
-        @tf.function
-        def step(za, zb):
-            with tf.GradientTape() as tape:
-                tape.watch([za, zb])
-                value = loss_fn(za, zb)
-            return tape.gradient(value, [za, zb])
-
-        self.step, self.inputs = step, embeddings(batch)
-        self.seconds_per_step(2)
-
-    def seconds_per_step(self, steps):
-        with Stopwatch(steps) as watch:
-            for _ in range(steps):
-                self.step(*self.inputs)[0].numpy()
-        return watch.seconds
 
 
 # ------------------------------------------------------------------- CLIP

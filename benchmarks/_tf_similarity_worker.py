@@ -4,14 +4,19 @@ Started by `peer_tf_similarity.py` with the venv's Python and
 `TF_USE_LEGACY_KERAS=1` (TF Similarity needs tf-keras). It reads one JSON job
 per line on stdin and answers each with a line `RESULT {json}` on stdout:
 
-- `{"cmd": "simclr", "encoder": ..., "batch": ..., "augment": bool, "jit": bool}`
-  builds `tfsim.models.ContrastiveModel(algorithm="simclr")` with
-  `tfsim.losses.SimCLRLoss`, the same encoder architecture as ours (rebuilt
+- `{"cmd": "simclr", "encoder": ..., "batch": ..., "augment": bool, "jit": bool,
+  "policy": "float32"}` builds `tfsim.models.ContrastiveModel(algorithm="simclr")`
+  with `tfsim.losses.SimCLRLoss`, the same encoder architecture as ours (rebuilt
   in tf.keras) and Adam, then warms up; with `augment` the views come from
   TF Similarity's `simclr_training_augmentation` mapped per image in tf.data
-  (its documented use), else from the same pre-made view pairs as ours.
+  (its documented use), else from the same pre-made view pairs as ours. Under
+  a mixed `policy` the projector ends in a float32 linear activation, the
+  Keras mixed-precision guide's fix: `SimCLRLoss` fails on bfloat16/float16
+  projections ("Input 'y' of 'Sub' Op has type float32 that does not match").
 - `{"cmd": "time", "steps": n}` times `n` more steps of the current model
   (wall and CPU seconds per step).
+- `{"cmd": "profile", "steps": n, "logdir": ...}` traces `n` more steps with
+  `tf.profiler` and answers with `_profile.op_milliseconds` of the trace.
 - `{"cmd": "loss", "batch": ...}` makes `SimCLRLoss` forward and backward on
   fixed embeddings the current "model" (`time` then times that).
 
@@ -27,11 +32,11 @@ from _data import (
     LEARNING_RATE,
     PROJECTION,
     TEMPERATURE,
-    embeddings,
     raw_images,
     view_pairs,
 )
-from _timing import Stopwatch, clock, per_step
+from _profile import op_milliseconds, trace
+from _timing import LossAlone, clock, per_step
 from tensorflow_similarity.augmenters.simclr import simclr_training_augmentation
 from tensorflow_similarity.losses import SimCLRLoss
 from tensorflow_similarity.models import ContrastiveModel
@@ -71,14 +76,17 @@ def resnet18():
     return tf.keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
 
 
-def projector(input_dim):
+def projector(input_dim, float32_output=False):
     """`kc.layers.ProjectionHead(hidden_dims=(512,), output_dim=128)` in tf.keras."""
     bn = {"momentum": 0.9, "epsilon": 1e-5}
     inputs = layers.Input((input_dim,))
     x = layers.Dense(PROJECTION[0], use_bias=False)(inputs)
     x = layers.ReLU()(layers.BatchNormalization(**bn)(x))
     x = layers.Dense(PROJECTION[1], use_bias=False)(x)
-    return tf.keras.Model(inputs, layers.BatchNormalization(center=False, **bn)(x))
+    x = layers.BatchNormalization(center=False, **bn)(x)
+    if float32_output:
+        x = layers.Activation("linear", dtype="float32")(x)
+    return tf.keras.Model(inputs, x)
 
 
 def augmented_views(batch):
@@ -108,13 +116,13 @@ class StepClock(tf.keras.callbacks.Callback):
 
 
 class Simclr:
-    def __init__(self, encoder, batch, augment, jit):
+    def __init__(self, encoder, batch, augment, jit, policy="float32"):
         tf.keras.backend.clear_session()
         tf.keras.utils.set_random_seed(0)
+        tf.keras.mixed_precision.set_global_policy(policy)
         backbone = small_cnn() if encoder == "small_cnn" else resnet18()
-        self.model = ContrastiveModel(
-            backbone=backbone, projector=projector(backbone.output_shape[-1]), algorithm="simclr"
-        )
+        head = projector(backbone.output_shape[-1], float32_output=policy != "float32")
+        self.model = ContrastiveModel(backbone=backbone, projector=head, algorithm="simclr")
         self.model.compile(
             optimizer=tf.keras.optimizers.Adam(LEARNING_RATE),
             loss=SimCLRLoss(temperature=TEMPERATURE),
@@ -122,6 +130,7 @@ class Simclr:
         )
         self.data = augmented_views(batch) if augment else view_pairs(batch)
         self.seconds_per_step(2)
+        tf.keras.mixed_precision.set_global_policy("float32")
 
     def seconds_per_step(self, steps):
         watch = StepClock()
@@ -129,25 +138,9 @@ class Simclr:
         return per_step(watch.start, watch.end, steps)
 
 
-class LossAlone:
-    def __init__(self, batch):
-        loss = SimCLRLoss(temperature=TEMPERATURE)
-
-        @tf.function
-        def step(za, zb):
-            with tf.GradientTape() as tape:
-                tape.watch([za, zb])
-                value = tf.reduce_mean(loss.call(za, zb))
-            return tape.gradient(value, [za, zb])
-
-        self.step, self.inputs = step, embeddings(batch)
-        self.seconds_per_step(2)
-
-    def seconds_per_step(self, steps):
-        with Stopwatch(steps) as watch:
-            for _ in range(steps):
-                self.step(*self.inputs)[0].numpy()
-        return watch.seconds
+def simclr_loss(za, zb):
+    """`SimCLRLoss` of two `(B, D)` views, averaged."""
+    return tf.reduce_mean(SimCLRLoss(temperature=TEMPERATURE).call(za, zb))
 
 
 def main():
@@ -156,12 +149,17 @@ def main():
         job = json.loads(line)
         if job["cmd"] == "time":
             result = {"seconds": model.seconds_per_step(job["steps"])}
+        elif job["cmd"] == "profile":
+            trace(model, job["steps"], job["logdir"])
+            result = {"milliseconds": op_milliseconds(job["logdir"], job["steps"])}
         else:
             model = None  # frees the previous model first
             if job["cmd"] == "simclr":
-                model = Simclr(job["encoder"], job["batch"], job["augment"], job["jit"])
+                model = Simclr(
+                    job["encoder"], job["batch"], job["augment"], job["jit"], job["policy"]
+                )
             else:
-                model = LossAlone(job["batch"])
+                model = LossAlone(simclr_loss, job["batch"])
             result = {"ok": True}
         print("RESULT " + json.dumps(result), flush=True)
 

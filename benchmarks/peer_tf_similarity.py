@@ -7,8 +7,10 @@ temperature 0.1, Adam 1e-3. Views are pre-made `(view_1, view_2)` batches
 (augmentation not timed), except in the "augmented" rows where every side
 applies SimCLR's CIFAR recipe (crop, flip, colour jitter 0.5 with p=0.8,
 grayscale p=0.2): ours and the floor in the step, TF Similarity per image in
-tf.data as its examples do. Also: the NT-Xent loss alone (forward + backward)
-and a CLIP dual-encoder step (TF Similarity has no CLIP: ours vs floor only).
+tf.data as its examples do, and one row under the `mixed_bfloat16` policy
+(TF Similarity's projector then ends in a float32 layer: its `SimCLRLoss`
+fails on bfloat16 projections). Also: the NT-Xent loss alone (forward +
+backward) and a CLIP dual-encoder step (TF Similarity has no CLIP: ours vs floor only).
 
 - ours: `kc.ContrastiveModel.fit` (Keras 3);
 - floor: a hand-written `tf.function` step with the same towers, loss and
@@ -40,15 +42,16 @@ import tensorflow as tf  # noqa: E402
 from _data import image_batches, view_pairs  # noqa: E402
 from _steps import (  # noqa: E402
     FitStep,
-    LossAlone,
     clip_fit,
     clip_floor,
+    global_policy,
     median_of_rounds,
     ntxent_floor,
     ntxent_ours,
     simclr_floor,
     simclr_model,
 )
+from _timing import LossAlone  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-tfsim"
@@ -57,7 +60,7 @@ PEER_ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3
 
 # (encoder, batch, timed steps per round) of the SimCLR rows.
 QUICK = (("small_cnn", 256, 4),)
-FULL = (*QUICK, ("small_cnn", 1024, 1), ("resnet18", 256, 1))
+FULL = (*QUICK, ("small_cnn", 1024, 3), ("resnet18", 256, 1))
 LARGE = (("resnet18", 1024, 1),)  # several GB of activations per side
 
 
@@ -113,16 +116,17 @@ class PeerStep:
         return tuple(self.peer.ask(cmd="time", steps=steps)["seconds"])
 
 
-def simclr_sides(peer, encoder, batch, augment=False, jit=False):
+def simclr_sides(peer, encoder, batch, augment=False, jit=False, policy="float32"):
+    """Ours, the floor and the peer on the same SimCLR work, built under `policy`."""
     data = image_batches(batch) if augment else view_pairs(batch)
-    model = simclr_model(encoder, in_step_augmentation=augment)
-    return {
-        "ours": FitStep(model, data, jit=jit),
-        "floor": simclr_floor(encoder, data, jit, in_step_augmentation=augment),
-        "peer": PeerStep(
-            peer, cmd="simclr", encoder=encoder, batch=batch, augment=augment, jit=jit
-        ),
-    }
+    with global_policy(policy):
+        model = simclr_model(encoder, in_step_augmentation=augment)
+        sides = {
+            "ours": FitStep(model, data, jit=jit),
+            "floor": simclr_floor(encoder, data, jit, in_step_augmentation=augment),
+        }
+    job = {"encoder": encoder, "batch": batch, "augment": augment, "jit": jit, "policy": policy}
+    return {**sides, "peer": PeerStep(peer, cmd="simclr", **job)}
 
 
 def loss_sides(peer, batch):
@@ -162,10 +166,15 @@ def main():
         for encoder, batch, steps in configs:
             sides = simclr_sides(peer, encoder, batch)
             report(f"SimCLR {encoder}", batch, False, median_of_rounds(sides, steps, args.rounds))
-        for label, augment, jit in (("augmented", True, False), ("XLA", False, True)):
-            sides = simclr_sides(peer, "small_cnn", 256, augment=augment, jit=jit)
+        variants = {
+            "augmented": {"augment": True},
+            "XLA": {"jit": True},
+            "mixed_bfloat16": {"policy": "mixed_bfloat16"},
+        }
+        for label, variant in variants.items():
+            sides = simclr_sides(peer, "small_cnn", 256, **variant)
             seconds = median_of_rounds(sides, 4, args.rounds)
-            report(f"SimCLR small_cnn {label}", 256, jit, seconds)
+            report(f"SimCLR small_cnn {label}", 256, variant.get("jit", False), seconds)
         for jit in (False, True):
             sides = {"ours": clip_fit(256, jit), "floor": clip_floor(256, jit)}
             report("CLIP small_cnn+transformer", 256, jit, median_of_rounds(sides, 4, args.rounds))

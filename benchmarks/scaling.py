@@ -31,7 +31,8 @@ GLOBAL_BATCH = 256
 
 def batch_sweep(batches, rounds):
     from _data import view_pairs
-    from _steps import FitStep, LossAlone, median_of_rounds, ntxent_ours, simclr_model
+    from _steps import FitStep, median_of_rounds, ntxent_ours, simclr_model
+    from _timing import LossAlone
 
     rows = []
     for batch in batches:

@@ -27,10 +27,16 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _data import image_batches, view_pairs  # noqa: E402
-from _steps import FitStep, augmenter, median_of_rounds, simclr_floor, simclr_model  # noqa: E402
+from _steps import (  # noqa: E402
+    FitStep,
+    augmenter,
+    global_policy,
+    median_of_rounds,
+    simclr_floor,
+    simclr_model,
+)
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -51,13 +57,9 @@ def xla(batch):
 
 def precision(batch):
     sides = {}
-    previous = keras.mixed_precision.global_policy()
     for policy in POLICIES:
-        keras.mixed_precision.set_global_policy(policy)
-        try:  # built, compiled and traced under the policy
+        with global_policy(policy):  # built, compiled and traced under the policy
             sides[policy] = FitStep(simclr_model(), view_pairs(batch))
-        finally:
-            keras.mixed_precision.set_global_policy(previous)
     return sides
 
 

@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import towers
-from towers import mlp
+from towers import BATCH, captions, class_labels, clip_model, features, mlp, small_images
 
 import keras_contrastive as kc
 from keras_contrastive import losses
 
 POLICIES = ("mixed_bfloat16", "mixed_float16")
-BATCH = 8
-CAPTIONS = ["a red square", "a blue circle", "a green line", "a small dot"]
 
 
 @pytest.fixture(params=POLICIES)
@@ -35,22 +33,9 @@ def head():
     return towers.head(batch_norm=True)  # mixed precision through BatchNorm too
 
 
-def features(seed=0):
-    return np.random.default_rng(seed).normal(size=(BATCH, 6)).astype("float32")
-
-
-def labels():
-    return (np.arange(BATCH) % 3).astype("int32")
-
-
 def simclr():
-    model = kc.ContrastiveModel(
-        encoder=kc.encoders.small_cnn(input_shape=(16, 16, 3), width=4),
-        projection_head=head(),
-        augmenter=kc.layers.SimCLRAugmentation(image_size=16, value_range=(0, 1)),
-    )
-    images = np.random.default_rng(0).uniform(size=(BATCH, 16, 16, 3)).astype("float32")
-    return model, losses.NTXentLoss(0.1), (images,), images
+    images = small_images()
+    return towers.simclr_model(head()), losses.NTXentLoss(0.1), (images,), images
 
 
 def view_pairs():
@@ -61,7 +46,7 @@ def view_pairs():
 def supervised(loss):
     def make():
         model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
-        return model, loss(), (features(), labels()), features()
+        return model, loss(), (features(), class_labels()), features()
 
     return make
 
@@ -73,21 +58,8 @@ def margin_pairs():
 
 
 def clip():
-    preprocessor = kc.layers.TextPreprocessor.from_corpus(
-        CAPTIONS, vocabulary_size=50, sequence_length=6, tokenizer="whitespace"
-    )
-    model = kc.ContrastiveModel(
-        image_encoder=mlp(),
-        text_encoder=kc.encoders.text_transformer(
-            preprocessor.vocabulary_size, 6, embed_dim=8, num_heads=1, num_layers=1
-        ),
-        image_head=head(),
-        text_head=head(),
-        text_preprocessor=preprocessor,
-        logit_scale="learnable",
-    )
-    texts = np.array([CAPTIONS[i % 4] for i in range(BATCH)])
-    return model, losses.CLIPLoss(), ({"image": features(), "text": texts},), features()
+    batch = ({"image": features(), "text": captions()},)
+    return clip_model(head(), head()), losses.CLIPLoss(), batch, features()
 
 
 MODES = {
@@ -173,7 +145,7 @@ def test_losses_of_16_bit_embeddings_are_float32_and_match(dtype, name):
     loss, targets, flat = LOSSES[name]
     rng = np.random.default_rng(1)
     views = 10.0 * rng.normal(size=(BATCH, 2, 16)).astype("float32")  # |z|^2 ~ 1600
-    y = {"labels": labels(), "pairs": (np.arange(BATCH) % 2).astype("float32")}.get(targets)
+    y = {"labels": class_labels(), "pairs": (np.arange(BATCH) % 2).astype("float32")}.get(targets)
     y = None if y is None else tf.constant(y)
     low = tf.constant(views, dtype)
     rounded = tf.cast(low, "float32")

@@ -12,31 +12,26 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from towers import head, mlp
+from towers import (
+    BATCH,
+    CAPTIONS,
+    captions,
+    class_labels,
+    clip_model,
+    features,
+    head,
+    mlp,
+    simclr_model,
+    small_images,
+)
 
 import keras_contrastive as kc
 from keras_contrastive import losses
 
-BATCH = 8
-CAPTIONS = ["a red square", "a blue circle", "a green line", "a small dot"]
-
-
-def features(seed=0):
-    return np.random.default_rng(seed).normal(size=(BATCH, 6)).astype("float32")
-
-
-def class_labels():
-    return (np.arange(BATCH) % 3).astype("int32")
-
 
 def simclr():
-    model = kc.ContrastiveModel(
-        encoder=kc.encoders.small_cnn(input_shape=(16, 16, 3), width=4),
-        projection_head=head(),
-        augmenter=kc.layers.SimCLRAugmentation(image_size=16, value_range=(0, 1)),
-    )
-    images = np.random.default_rng(0).uniform(size=(BATCH, 16, 16, 3)).astype("float32")
-    return model, losses.NTXentLoss(0.2), tf.data.Dataset.from_tensors(images)
+    model = simclr_model(head())
+    return model, losses.NTXentLoss(0.2), tf.data.Dataset.from_tensors(small_images())
 
 
 def supervised(loss):
@@ -55,23 +50,10 @@ def margin_pairs():
 
 
 def clip():
-    preprocessor = kc.layers.TextPreprocessor.from_corpus(
-        CAPTIONS, vocabulary_size=50, sequence_length=6, tokenizer="whitespace"
-    )
-    model = kc.ContrastiveModel(
-        image_encoder=mlp(),
-        text_encoder=kc.encoders.text_transformer(
-            preprocessor.vocabulary_size, 6, embed_dim=8, num_heads=1, num_layers=1
-        ),
-        image_head=head(),
-        text_head=head(),
-        text_preprocessor=preprocessor,
-        logit_scale="learnable",
-    )
-    texts = np.array([CAPTIONS[i % 4] for i in range(BATCH)])
-    data = tf.data.Dataset.from_tensors({"image": features(), "text": texts})
+    model = clip_model(head(), head())
+    data = tf.data.Dataset.from_tensors({"image": features(), "text": captions()})
     # XLA compiles no string op: tokenize in tf.data, feed token ids.
-    data = data.map(lambda x: {"image": x["image"], "text": preprocessor(x["text"])})
+    data = data.map(lambda x: {"image": x["image"], "text": model.text_preprocessor(x["text"])})
     return model, losses.CLIPLoss(), data
 
 
@@ -130,8 +112,7 @@ def test_raw_strings_in_an_xla_step_are_refused_with_the_fix():
     """XLA has no string kernels: a clear error says to tokenize in tf.data."""
     keras.utils.set_random_seed(0)
     model, loss, _ = clip()
-    texts = np.array([CAPTIONS[i % 4] for i in range(BATCH)])
-    data = tf.data.Dataset.from_tensors({"image": features(), "text": texts})
+    data = tf.data.Dataset.from_tensors({"image": features(), "text": captions()})
     model.compile(optimizer="sgd", loss=loss, jit_compile=True)
     with pytest.raises(ValueError, match="Tokenize them in tf.data"):
         model.fit(data, epochs=1, verbose=0)
