@@ -51,6 +51,17 @@ def global_policy(policy):
         keras.mixed_precision.set_global_policy(previous)
 
 
+def augmented_in_tf_data(data):
+    """`(view_1, view_2)` batches of `data`'s image batches, augmented in tf.data.
+
+    One vectorized `augmenter()` call per view and batch in a parallel
+    `Dataset.map`, then `prefetch`: the augmentation overlaps the step.
+    """
+    augment = augmenter()
+    data = data.map(lambda x: (augment(x), augment(x)), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
 def simclr_model(encoder="small_cnn", in_step_augmentation=False):
     net, head = towers(encoder)
     return kc.ContrastiveModel(

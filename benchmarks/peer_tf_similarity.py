@@ -6,8 +6,9 @@ projection head Dense(512) -> BN -> ReLU -> Dense(128) -> BN, NT-Xent at
 temperature 0.1, Adam 1e-3. Views are pre-made `(view_1, view_2)` batches
 (augmentation not timed), except in the "augmented" rows where every side
 applies SimCLR's CIFAR recipe (crop, flip, colour jitter 0.5 with p=0.8,
-grayscale p=0.2): ours and the floor in the step, TF Similarity per image in
-tf.data as its examples do, and one row under the `mixed_bfloat16` policy
+grayscale p=0.2): ours and the floor in the step, or in tf.data (one
+vectorized call per view and batch, in a parallel map), TF Similarity per
+image in tf.data as its examples do, and one row under the `mixed_bfloat16` policy
 (TF Similarity's projector then ends in a float32 layer: its `SimCLRLoss`
 fails on bfloat16 projections). Also: the NT-Xent loss alone (forward +
 backward) and a CLIP dual-encoder step (TF Similarity has no CLIP: ours vs floor only).
@@ -42,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 from _data import image_batches, view_pairs  # noqa: E402
 from _steps import (  # noqa: E402
     FitStep,
+    augmented_in_tf_data,
     clip_fit,
     clip_floor,
     global_policy,
@@ -116,14 +118,23 @@ class PeerStep:
         return tuple(self.peer.ask(cmd="time", steps=steps)["seconds"])
 
 
-def simclr_sides(peer, encoder, batch, augment=False, jit=False, policy="float32"):
-    """Ours, the floor and the peer on the same SimCLR work, built under `policy`."""
+def simclr_sides(
+    peer, encoder, batch, augment=False, in_tf_data=False, jit=False, policy="float32"
+):
+    """Ours, the floor and the peer on the same SimCLR work, built under `policy`.
+
+    With `augment`, ours and the floor augment in the step, or in tf.data
+    (vectorized per batch) with `in_tf_data`; the peer always per image in tf.data.
+    """
+    in_step = augment and not in_tf_data
     data = image_batches(batch) if augment else view_pairs(batch)
+    if in_tf_data:
+        data = augmented_in_tf_data(data)
     with global_policy(policy):
-        model = simclr_model(encoder, in_step_augmentation=augment)
+        model = simclr_model(encoder, in_step_augmentation=in_step)
         sides = {
             "ours": FitStep(model, data, jit=jit),
-            "floor": simclr_floor(encoder, data, jit, in_step_augmentation=augment),
+            "floor": simclr_floor(encoder, data, jit, in_step_augmentation=in_step),
         }
     job = {"encoder": encoder, "batch": batch, "augment": augment, "jit": jit, "policy": policy}
     return {**sides, "peer": PeerStep(peer, cmd="simclr", **job)}
@@ -168,6 +179,7 @@ def main():
             report(f"SimCLR {encoder}", batch, False, median_of_rounds(sides, steps, args.rounds))
         variants = {
             "augmented": {"augment": True},
+            "augmented in tf.data": {"augment": True, "in_tf_data": True},
             "XLA": {"jit": True},
             "mixed_bfloat16": {"policy": "mixed_bfloat16"},
         }

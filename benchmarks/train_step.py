@@ -27,11 +27,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-import tensorflow as tf  # noqa: E402
 from _data import image_batches, view_pairs  # noqa: E402
 from _steps import (  # noqa: E402
     FitStep,
-    augmenter,
+    augmented_in_tf_data,
     global_policy,
     median_of_rounds,
     simclr_floor,
@@ -63,18 +62,10 @@ def precision(batch):
     return sides
 
 
-def augmented_in_tf_data(batch):
-    augment = augmenter()
-    data = image_batches(batch).map(
-        lambda x: (augment(x), augment(x)), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    return data.prefetch(tf.data.AUTOTUNE)
-
-
 def pipeline(batch):
     return {
         "augment in step": FitStep(simclr_model(in_step_augmentation=True), image_batches(batch)),
-        "augment in tf.data": FitStep(simclr_model(), augmented_in_tf_data(batch)),
+        "augment in tf.data": FitStep(simclr_model(), augmented_in_tf_data(image_batches(batch))),
     }
 
 
