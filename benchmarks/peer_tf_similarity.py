@@ -25,6 +25,9 @@ backward) and a CLIP dual-encoder step (TF Similarity has no CLIP: ours vs floor
 
 The sides are timed alternately, `--rounds` times, and the median is kept.
 Throughput ratios: `ours/peer` and `ours/floor` (> 1 means ours is faster).
+`--large` runs only ResNet-18 at batch 1024, whose step needs ~12 GB: there
+each side runs in a process of its own, one after the other, so that only one
+holds that memory at a time.
 
     python benchmarks/peer_tf_similarity.py [--quick | --large] [--rounds 5]
 """
@@ -63,7 +66,7 @@ PEER_ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3
 # (encoder, batch, timed steps per round) of the SimCLR rows.
 QUICK = (("small_cnn", 256, 4),)
 FULL = (*QUICK, ("small_cnn", 1024, 3), ("resnet18", 256, 1))
-LARGE = (("resnet18", 1024, 1),)  # several GB of activations per side
+LARGE = (("resnet18", 1024, 1),)  # ~12 GB per side: one process at a time
 
 
 def peer_python():
@@ -160,21 +163,57 @@ def report(work, batch, jit, seconds):
     )
 
 
+def one_side(name, encoder, batch, steps, rounds):
+    """Prints the `(wall, CPU)` seconds per step of ours or the floor as a JSON line."""
+    data = view_pairs(batch)
+    side = FitStep(simclr_model(encoder), data) if name == "ours" else simclr_floor(encoder, data)
+    print(json.dumps(median_of_rounds({name: side}, steps, rounds)[name]), flush=True)
+
+
+def isolated_sides(encoder, batch, steps, rounds):
+    """`median_of_rounds` of the three sides, each in a process of its own, in turn."""
+    seconds = {}
+    for name in ("ours", "floor"):
+        command = [sys.executable, __file__, "--side", name, "--encoder", encoder]
+        command += ["--batch", str(batch), "--steps", str(steps), "--rounds", str(rounds)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        seconds[name] = tuple(json.loads(output.splitlines()[-1]))
+    peer = Peer()
+    try:
+        job = {"encoder": encoder, "batch": batch, "augment": False, "jit": False}
+        side = PeerStep(peer, cmd="simclr", policy="float32", **job)
+        seconds["peer"] = median_of_rounds({"peer": side}, steps, rounds)["peer"]
+    finally:
+        peer.close()
+    return seconds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small CNN at batch 256 only")
-    parser.add_argument("--large", action="store_true", help="add ResNet-18 at batch 1024")
+    parser.add_argument("--large", action="store_true", help="only ResNet-18 at batch 1024")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--side", choices=("ours", "floor"), help=argparse.SUPPRESS)
+    parser.add_argument("--encoder", default="resnet18", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1024, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    peer = Peer()
+    if args.side:  # a child of `isolated_sides`
+        one_side(args.side, args.encoder, args.batch, args.steps, args.rounds)
+        return
     print(f"{os.cpu_count()} CPUs; steps/s, images/s = batch / step time; ratios of throughput")
     print(
         f"{'work':<28} {'B':>5} {'XLA':>5} {'ours st/s':>9} {'ours i/s':>8} {'floor st/s':>9} "
         f"{'peer st/s':>9} {'ours/floor':>10} {'ours/peer':>9} {'cpu:floor':>10} {'cpu:peer':>9}"
     )
+    if args.large:
+        for encoder, batch, steps in LARGE:
+            seconds = isolated_sides(encoder, batch, steps, args.rounds)
+            report(f"SimCLR {encoder}", batch, False, seconds)
+        return
+    peer = Peer()
     try:
-        configs = QUICK if args.quick else FULL + (LARGE if args.large else ())
-        for encoder, batch, steps in configs:
+        for encoder, batch, steps in QUICK if args.quick else FULL:
             sides = simclr_sides(peer, encoder, batch)
             report(f"SimCLR {encoder}", batch, False, median_of_rounds(sides, steps, args.rounds))
         variants = {
