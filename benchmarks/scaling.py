@@ -108,6 +108,7 @@ def plot(batch_rows, replica_rows, path):
         ylabel="ms per step",
         title=f"MirroredStrategy, global batch {GLOBAL_BATCH}",
         xticks=replicas,
+        ylim=(0, None),
     )
     right.legend()
     figure.tight_layout()
