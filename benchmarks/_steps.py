@@ -2,7 +2,7 @@
 
 Every class builds its model once and warms up (trace, XLA compile) in
 `__init__`; `seconds_per_step(steps)` then times `steps` more steps and returns
-`(wall seconds, CPU seconds)` per step (`_timing.Stopwatch`). The benchmark
+`(wall seconds, CPU seconds)` per step (`_timing`). The benchmark
 scripts call the sides of a comparison alternately, several rounds, so that
 load changes on the shared machine hit every side.
 """
@@ -14,7 +14,7 @@ import statistics
 import keras
 import tensorflow as tf
 from _data import IMAGE_SIZE, LEARNING_RATE, PROJECTION, TEMPERATURE
-from _timing import Stopwatch, clock, per_step
+from _timing import Stopwatch, fit_seconds_per_step
 
 import keras_contrastive as kc
 
@@ -85,21 +85,6 @@ def ntxent_floor(z):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
 
-class StepClock(keras.callbacks.Callback):
-    """Times a `fit` call from its first step's start to its last step's end.
-
-    This leaves out what `fit` does once per call (iterator, callbacks), which
-    a real run of many steps pays once.
-    """
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.start = clock()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.end = clock()
-
-
 class FitStep:
     """`model.fit` on `data` (an infinite `tf.data.Dataset`), timed per step."""
 
@@ -114,9 +99,7 @@ class FitStep:
         self.seconds_per_step(2 * steps_per_execution)  # trace, compile, warm up
 
     def seconds_per_step(self, steps):
-        watch = StepClock()
-        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[watch])
-        return per_step(watch.start, watch.end, steps)
+        return fit_seconds_per_step(self.model, self.data, steps, keras.callbacks.Callback)
 
 
 class FloorStep:
@@ -226,7 +209,14 @@ def clip_floor(batch, jit=False):
 
 
 def median_of_rounds(sides, steps, rounds):
-    """`{name: (wall, CPU) median seconds per step}`, the sides timed alternately."""
+    """`{name: (wall, CPU) median seconds per step}`, the sides timed alternately.
+
+    One untimed round first: a side's first call after the others were built
+    was up to 30% slower than its next ones (0.31 vs 0.24 s per step measured
+    for `FitStep`), which a single round would otherwise report.
+    """
+    for side in sides.values():
+        side.seconds_per_step(steps)
     times = {name: [] for name in sides}
     for _ in range(rounds):
         for name, side in sides.items():

@@ -36,7 +36,7 @@ from _data import (
     view_pairs,
 )
 from _profile import op_milliseconds, trace
-from _timing import LossAlone, clock, per_step
+from _timing import LossAlone, fit_seconds_per_step
 from tensorflow_similarity.augmenters.simclr import simclr_training_augmentation
 from tensorflow_similarity.losses import SimCLRLoss
 from tensorflow_similarity.models import ContrastiveModel
@@ -104,17 +104,6 @@ def augmented_views(batch):
     return data.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-class StepClock(tf.keras.callbacks.Callback):
-    """As `_steps.StepClock`: from the first step's start to the last step's end."""
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.start = clock()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.end = clock()
-
-
 class Simclr:
     def __init__(self, encoder, batch, augment, jit, policy="float32"):
         tf.keras.backend.clear_session()
@@ -133,9 +122,7 @@ class Simclr:
         tf.keras.mixed_precision.set_global_policy("float32")
 
     def seconds_per_step(self, steps):
-        watch = StepClock()
-        self.model.fit(self.data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[watch])
-        return per_step(watch.start, watch.end, steps)
+        return fit_seconds_per_step(self.model, self.data, steps, tf.keras.callbacks.Callback)
 
 
 def simclr_loss(za, zb):

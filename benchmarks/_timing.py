@@ -29,6 +29,29 @@ def per_step(start, end, steps):
     return tuple((b - a) / steps for a, b in zip(start, end, strict=True))
 
 
+def fit_seconds_per_step(model, data, steps, callback_class):
+    """`(wall, CPU)` seconds per step of `model.fit(data)` over `steps` steps.
+
+    Timed by a callback from the first step's start to the last step's end,
+    which leaves out what `fit` does once per call (iterator, callbacks): a
+    real run of many steps pays that once. `callback_class` is
+    `keras.callbacks.Callback` (Keras 3) or `tf.keras.callbacks.Callback`
+    (tf-keras, in the TF Similarity worker).
+    """
+    times = {}
+
+    class StepClock(callback_class):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                times["start"] = clock()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times["end"] = clock()
+
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[StepClock()])
+    return per_step(times["start"], times["end"], steps)
+
+
 class Stopwatch:
     """`with Stopwatch(n) as w: ...` sets `w.seconds` to `(wall, CPU)` seconds per step of `n`.
 
