@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+from keras_contrastive._atomic import atomic_file
 from keras_contrastive.evaluation._data import as_embeddings, check_k
 from keras_contrastive.evaluation._search import normalize, top_k_search
 from keras_contrastive.ops._validation import check_choice, check_positive
@@ -126,8 +127,12 @@ class EmbeddingIndex:
         return cls(**config)
 
     def save(self, path):
-        """Writes the corpus, ids and config to one NumPy `.npz` file at `path`."""
-        with open(path, "wb") as file:
+        """Writes the corpus, ids and config to one NumPy `.npz` file at `path`.
+
+        The file is written aside and renamed into place, so a kill during `save`
+        leaves the previous file at `path` intact.
+        """
+        with atomic_file(path) as new, open(new, "wb") as file:
             np.savez(
                 file,
                 embeddings=self.embeddings,

@@ -1,13 +1,13 @@
 """`export_encoder`: a trained encoder as a SavedModel for serving and TF-Hub-style reuse."""
 
-import os
-
 import tensorflow as tf
 
+from keras_contrastive._atomic import atomic_directory
 from keras_contrastive.export._towers import image_tower, text_tower
 from keras_contrastive.ops._validation import check_choice, check_positive
 
 MODALITIES = ("image", "text", "dual")
+SAVED_MODEL_FILE = "saved_model.pb"
 
 
 def export_encoder(
@@ -47,6 +47,15 @@ def export_encoder(
       `tensorflow_hub.KerasLayer(path, trainable=True)` fine-tunes it in a
       tf-keras model, and `kc.export.SavedModelEncoder(path)` in Keras 3.
 
+    **Overwriting is safe against a kill at any moment**: the SavedModel is
+    written to a temporary sibling directory, fsynced, and renamed into place,
+    so a reader of `path` sees the previous export or the new one, complete.
+    Between the two renames that replace a directory `path` is missing for an
+    instant; a process killed exactly then leaves the complete previous export
+    as `.NAME.old-*` beside it, which the next export to `path` restores before
+    writing. Leftover `.NAME.tmp-*` siblings of killed exports are removed
+    then too. Run one export to a given `path` at a time.
+
     Only the variable lists are tracked, never the Keras model: a SavedModel
     that tracks the model restores a `__call__` whose gradients do not reach
     `trainable_variables` (measured with TF 2.21 and Keras 3.15).
@@ -56,7 +65,9 @@ def export_encoder(
             `keras.Model` or layer). Two-view models export `model.encoder`
             (as `model.embed`); dual-encoder models export their towers with
             heads (as `embed_image` / `embed_text`).
-        path: directory to write the SavedModel to.
+        path: directory to write the SavedModel to (local filesystem). An
+            existing export there is replaced atomically (see above); an existing
+            non-empty directory that is not a SavedModel raises `FileExistsError`.
         modality: `"image"` (default), `"text"` (a dual model's text tower,
             or an encoder of `TextPreprocessor` outputs with
             `text_preprocessor=`), or `"dual"` (both towers of a dual model
@@ -97,7 +108,8 @@ def export_encoder(
     for tower in towers:
         signatures.update(_signatures(tower, pixel_scale))
     signatures["serving_default"] = signatures[f"embed_{towers[0].name}"]
-    tf.saved_model.save(root, os.fspath(path), signatures=signatures)
+    with atomic_directory(path, marker=SAVED_MODEL_FILE) as new:
+        tf.saved_model.save(root, new, signatures=signatures)
 
 
 def reusable_module(tower, all_towers):

@@ -1,11 +1,11 @@
 """`export_index`: an `EmbeddingIndex` as a SavedModel that serves top-k search."""
 
-import os
-
 import tensorflow as tf
 
+from keras_contrastive._atomic import atomic_directory
 from keras_contrastive.evaluation._data import check_k
 from keras_contrastive.export._towers import image_tower, text_tower
+from keras_contrastive.export.export_encoder import SAVED_MODEL_FILE
 from keras_contrastive.ops._validation import check_choice
 from keras_contrastive.ops.similarity import l2_normalize
 
@@ -41,7 +41,8 @@ def export_index(
 
     Args:
         index: a `kc.evaluation.EmbeddingIndex` with at least `k` rows.
-        path: directory to write the SavedModel to.
+        path: directory to write the SavedModel to; an existing export there
+            is replaced atomically, as `export_encoder` does.
         query_encoder: a `kc.ContrastiveModel` or encoder for `"image"` /
             `"text"` queries; `None` for `"embedding"`. Defaults to `None`.
         modality: `"embedding"` (default), `"image"` or `"text"`.
@@ -89,7 +90,8 @@ def export_index(
         return {"ids": tf.gather(root.corpus_ids, best.indices), "scores": best.values}
 
     signature = search.get_concrete_function(spec)
-    tf.saved_model.save(root, os.fspath(path), signatures={"serving_default": signature})
+    with atomic_directory(path, marker=SAVED_MODEL_FILE) as new:
+        tf.saved_model.save(root, new, signatures={"serving_default": signature})
 
 
 def _ids_variable(ids):
