@@ -5,8 +5,9 @@ logits are what fills memory. `map_row_chunks` evaluates a per-row function on
 blocks of `chunk_size` rows in a `tf.while_loop` and keeps only the per-row
 outputs; its custom gradient recomputes each block and back-propagates through
 that block alone. Peak memory is O(chunk_size · M) instead of O(N · M), for one
-extra forward pass. The last block is padded to `chunk_size` rows, so every
-block has a static shape and the loop compiles under XLA.
+extra forward pass, eagerly as under `tf.function`. The last block is padded to
+`chunk_size` rows, so every block has a static shape and the loop compiles
+under XLA.
 """
 
 import numpy as np
@@ -75,6 +76,11 @@ def map_row_chunks(fn, rows, shared=(), chunk_size=None):
 def _chunked(fn, num_rows, chunk):
     @tf.custom_gradient
     def run(*inputs):
+        # `grad` covers the inputs, so no tape needs the forward's ops. Eagerly,
+        # `tf.custom_gradient` runs this body while the caller's tape records,
+        # and that tape would hold every block's logits until its gradient is
+        # taken: O(N · M) again (4.3 GiB for NT-Xent at B = 8192, D = 128).
+        inputs = [tf.stop_gradient(x) for x in inputs]
         rows, shared = list(inputs[:num_rows]), list(inputs[num_rows:])
         n = rows[0].shape[0]
         if n is None:

@@ -1,5 +1,9 @@
 """`chunk_size`: the chunked losses give the dense values and gradients, everywhere."""
 
+import json
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -147,8 +151,9 @@ def _model(shape):
     return keras.Model(inputs, keras.layers.Dense(shape[-1], kernel_initializer="ones")(inputs))
 
 
+@pytest.mark.parametrize("run_eagerly", [False, True])
 @pytest.mark.parametrize("name", ["ntxent", "supcon", "siglip"])
-def test_chunked_fit_matches_dense_fit_and_survives_keras_saving(name, tmp_path):
+def test_chunked_fit_matches_dense_fit_and_survives_keras_saving(name, run_eagerly, tmp_path):
     _, shape, labels = CASES[name]
     rng = np.random.default_rng(1)
     x = rng.normal(size=shape[:-1] + (4,)).astype("float32")
@@ -156,7 +161,11 @@ def test_chunked_fit_matches_dense_fit_and_survives_keras_saving(name, tmp_path)
     weights = {}
     for chunk_size in (None, 3):
         model = _model(shape)
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=CLASSES[name](chunk_size))
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=CLASSES[name](chunk_size),
+            run_eagerly=run_eagerly,
+        )
         model.fit(x, y, batch_size=shape[0], epochs=3, verbose=0)
         weights[chunk_size] = model.get_weights()
     for dense_w, chunked_w in zip(weights[None], weights[3], strict=True):
@@ -190,3 +199,49 @@ def test_bad_chunk_size_is_refused_by_the_function(fn, chunk_size):
     labels = np.array([0, 0, 1, 1], "int32")
     with pytest.raises(ValueError, match="chunk_size"):
         fn(labels, x, chunk_size=chunk_size)
+
+
+# Eagerly, forward + gradient of every chunked loss under a `tf.GradientTape` (a custom
+# training loop), 8192 similarity rows each: the dense (8192, 8192) float32 matrix is 256 MiB.
+EAGER_MEMORY_CHILD = """
+import json, resource
+import numpy as np
+import tensorflow as tf
+from keras_contrastive import losses as L
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+CHUNKED = [  # (loss, pairs: the similarity matrix is 8192 rows square either way)
+    (L.NTXentLoss(chunk_size=128), 4096),
+    (L.SupConLoss(chunk_size=128), 4096),
+    (L.InfoNCELoss(chunk_size=128), 8192),
+    (L.CLIPLoss(chunk_size=128), 8192),
+    (L.SigLIPLoss(chunk_size=128), 8192),
+]
+
+def step(loss, pairs):
+    x = tf.random.stateless_normal((pairs, 2, 16), seed=(0, 0))
+    labels = tf.range(pairs) % 10
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = loss(labels, x)
+    return float(value), float(tf.reduce_sum(tape.gradient(value, x)))
+
+for loss, _ in CHUNKED:  # warm up: kernels, thread pools
+    step(loss, 64)
+base = peak()
+values = [step(loss, pairs) for loss, pairs in CHUNKED]
+print(json.dumps({"growth": peak() - base, "finite": bool(np.isfinite(values).all())}))
+"""
+
+
+def test_chunked_losses_bound_memory_eagerly_under_a_gradient_tape():
+    done = subprocess.run(
+        [sys.executable, "-c", EAGER_MEMORY_CHILD], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["finite"]
+    dense_matrix = 8192**2 * 4
+    assert result["growth"] < dense_matrix / 2, f"{result['growth'] / 2**20:.0f} MiB"
