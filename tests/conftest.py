@@ -18,6 +18,8 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS,
 )
 
+import keras_contrastive as kc  # noqa: E402  (after the devices are configured)
+
 
 @pytest.fixture(autouse=True)
 def _seed():
@@ -26,19 +28,17 @@ def _seed():
 
 
 def cpu_strategy(num_replicas):
-    """A fresh MirroredStrategy over `num_replicas` logical CPUs.
+    """A fresh MirroredStrategy over `num_replicas` logical CPUs, with keys of its own.
 
-    Every strategy gets its own collective key range ("joining a group with
-    size 4, but that group has size 2" otherwise), as TensorFlow's own tests
-    do. Strategies are not shared between tests: a trace that raises on one
-    replica leaves the replicas' collective instance counters out of step,
-    and the next collective on that strategy would pair mismatched ops.
+    `kc.distribute.isolate_collective_keys` is what a custom loop running
+    several strategies in one process calls (`ContrastiveModel.compile` calls
+    it itself): the tests here run the losses in `strategy.run` on 2 and 4
+    replicas. Strategies are not shared between tests: a trace that raises on
+    one replica leaves the replicas' collective instance counters out of
+    step, and the next collective on that strategy would pair mismatched ops.
     """
-    # On the class, not in a module global: this file is imported twice (as
-    # pytest's `tests.conftest` and as `conftest` by the tests), and two
-    # counters could hand out the same keys.
-    tf.distribute.MirroredStrategy._collective_key_base += 10_000
-    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
+    return kc.distribute.isolate_collective_keys(strategy)
 
 
 @pytest.fixture

@@ -2,11 +2,21 @@
 
 Under `tf.distribute.MirroredStrategy` (and `MultiWorkerMirroredStrategy`) each
 replica scores its **local** rows against the **global** candidates of all
-replicas, as SimCLR does on TPUs. `ReplicaContext.all_gather` is differentiable,
-and its gradient sums the contributions of every replica, so that with Keras'
-usual `1 / num_replicas` loss scaling the summed gradients equal the gradient of
-the same global batch on one device. Outside a strategy (or with one replica)
-these helpers are the identity and cost nothing.
+replicas, as SimCLR does on TPUs. The gather is an all-reduce: each replica
+writes its rows at its offset into a zero `(B_global, ...)` block and the blocks
+are summed (google-research/simclr's cross-replica concat). The gradient of an
+all-reduce sum is the all-reduce sum of the upstream gradients, so each replica
+receives, at its rows, the sum over replicas of their gradients there: the
+same as `ReplicaContext.all_gather`'s.
+
+All-reduce rather than `all_gather` (as SimCLR on TPUs): it is the collective
+every strategy implements best (NCCL on GPUs, the TPU cross-replica sum, the
+collective ring on CPUs, a plain sum on one device for int32 ids), and uneven
+local batches need no padding. Both are collective ops keyed per strategy: two
+`MirroredStrategy`s in one process clash on their keys whatever op they run,
+the gradient all-reduce of `fit` included ("Shape mismatch in the collective
+instance"), which `isolate_collective_keys` prevents. Outside a strategy (or
+with one replica) these helpers are the identity and cost nothing.
 """
 
 import tensorflow as tf
@@ -55,10 +65,21 @@ def gather_candidates(x):
     ctx = replica_context()
     if ctx is None:
         return x, 0
-    sizes = ctx.all_gather(tf.shape(x)[:1], axis=0)
+    x = tf.convert_to_tensor(x)
     replica_id = ctx.replica_id_in_sync_group
-    offset = ops.sum(ops.where(ops.arange(ops.shape(sizes)[0]) < replica_id, sizes, 0))
-    return ctx.all_gather(x, axis=0), offset
+    local = tf.shape(x)[0]
+    one_hot = tf.one_hot(replica_id, ctx.num_replicas_in_sync, dtype="int32")
+    sizes = ctx.all_reduce(tf.distribute.ReduceOp.SUM, one_hot * local)  # every replica's
+    offset = tf.reduce_sum(sizes[:replica_id])
+    after = tf.reduce_sum(sizes) - offset - local
+    # This replica's rows at its offset, zeros elsewhere: the sum is exact (ints too).
+    block = tf.concat([_zeros_like_rows(x, offset), x, _zeros_like_rows(x, after)], axis=0)
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, block), offset
+
+
+def _zeros_like_rows(x, rows):
+    """Zeros of `x`'s dtype and trailing shape, with `rows` rows."""
+    return tf.zeros(tf.concat([[rows], tf.shape(x)[1:]], axis=0), x.dtype)
 
 
 def global_sum(x):

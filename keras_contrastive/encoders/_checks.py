@@ -2,16 +2,16 @@
 
 import numpy as np
 
+from keras_contrastive.ops import _validation as validation
+
 
 def _is_int(value, minimum):
     return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
 
 
 def check_int(name, value, minimum=1):
-    """Raises `ValueError` unless `value` is an int >= `minimum`."""
-    if not _is_int(value, minimum):
-        raise ValueError(f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}")
-    return int(value)
+    """`value` as an int >= `minimum`: `TypeError` for a non-int, `ValueError` below it."""
+    return validation.check_int(name, value, min=minimum)
 
 
 def check_image_shape(input_shape, minimum=1):

@@ -4,6 +4,7 @@ import keras
 
 from keras_contrastive.encoders._checks import check_image_shape, check_int
 from keras_contrastive.encoders.fused_batch_normalization import FusedBatchNormalization
+from keras_contrastive.ops._validation import check_bool
 
 # Channel multipliers of the four conv blocks; a 2x2 max-pool follows the first three.
 _WIDTH_MULTIPLIERS = (1, 2, 4, 4)
@@ -53,8 +54,7 @@ def small_cnn(input_shape=(32, 32, 3), width=32, batch_norm=True, name="small_cn
     """
     check_image_shape(input_shape, minimum=8)
     check_int("width", width)
-    if not isinstance(batch_norm, bool):
-        raise ValueError(f"`batch_norm` must be a bool. Received: batch_norm={batch_norm!r}")
+    check_bool("batch_norm", batch_norm)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for block, multiplier in enumerate(_WIDTH_MULTIPLIERS, start=1):

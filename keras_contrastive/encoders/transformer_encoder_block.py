@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_contrastive.encoders._checks import check_int
-from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops._validation import check_number, check_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -60,9 +60,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.num_heads = check_int("num_heads", num_heads)
         if intermediate_dim is not None:
             check_int("intermediate_dim", intermediate_dim)
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
-        check_positive("layer_norm_epsilon", layer_norm_epsilon)
+        check_number("dropout", dropout, min=0, max=1, max_inclusive=False)
+        check_positive("layer_norm_epsilon", layer_norm_epsilon, allow_variable=False)
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
         self.activation = keras.activations.get(activation)

@@ -3,6 +3,7 @@
 import keras
 
 from keras_contrastive.ops import l2_normalize
+from keras_contrastive.ops._validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -34,9 +35,7 @@ class L2Normalize(keras.layers.Layer):
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(axis, int) or isinstance(axis, bool):
-            raise TypeError(f"`axis` must be an int. Received: axis={axis!r}")
-        self.axis = axis
+        self.axis = check_int("axis", axis)
 
     def build(self, input_shape):
         rank = len(input_shape)

@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops._validation import check_bool, check_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -45,13 +45,11 @@ class LogitScale(keras.layers.Layer):
 
     def __init__(self, initial_temperature=0.07, max_scale=100.0, learnable=True, **kwargs):
         super().__init__(**kwargs)
-        numbers = {"initial_temperature": initial_temperature}
+        initial_temperature = check_positive(
+            "initial_temperature", initial_temperature, allow_variable=False
+        )
         if max_scale is not None:
-            numbers["max_scale"] = max_scale
-        for name, value in numbers.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-            check_positive(name, value)
+            max_scale = check_positive("max_scale", max_scale, allow_variable=False)
         if max_scale is not None and 1.0 / initial_temperature > max_scale:
             raise ValueError(
                 "`1 / initial_temperature` must be <= `max_scale`, or the scale "
@@ -60,7 +58,7 @@ class LogitScale(keras.layers.Layer):
             )
         self.initial_temperature = initial_temperature
         self.max_scale = max_scale
-        self.learnable = learnable
+        self.learnable = check_bool("learnable", learnable)
         self.log_scale = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(math.log(1.0 / initial_temperature)),

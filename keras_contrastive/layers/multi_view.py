@@ -4,6 +4,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_contrastive.ops._validation import check_int
+
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
 class MultiView(keras.layers.Layer):
@@ -48,10 +50,8 @@ class MultiView(keras.layers.Layer):
                 "`augmenter` must be a keras.layers.Layer. "
                 f"Received: augmenter={augmenter!r} of type {type(augmenter).__name__}"
             )
-        if not isinstance(num_views, int) or num_views < 1:
-            raise ValueError(f"`num_views` must be an int >= 1. Received: num_views={num_views}")
         self.augmenter = augmenter
-        self.num_views = num_views
+        self.num_views = check_int("num_views", num_views, min=1)
         self.built = True
 
     def call(self, inputs, training=True, seed=None):

@@ -2,21 +2,21 @@
 
 import keras
 
-from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops._validation import (
+    check_bool,
+    check_int,
+    check_positive,
+    check_probability,
+)
 
 
-def _check_dims(hidden_dims, output_dim):
-    if not isinstance(hidden_dims, (list, tuple)) or not all(
-        isinstance(d, int) and d > 0 for d in hidden_dims
-    ):
+def _check_hidden_dims(hidden_dims):
+    if not isinstance(hidden_dims, (list, tuple)):
         raise ValueError(
             "`hidden_dims` must be a tuple of positive ints (empty for a linear "
             f"head). Received: hidden_dims={hidden_dims!r}"
         )
-    if not isinstance(output_dim, int) or output_dim <= 0:
-        raise ValueError(
-            f"`output_dim` must be a positive int. Received: output_dim={output_dim!r}"
-        )
+    return tuple(check_int("hidden_dims", d, min=1) for d in hidden_dims)
 
 
 def _check_input_shape(shape):
@@ -97,17 +97,17 @@ class ProjectionHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_dims(hidden_dims, output_dim)
-        check_positive("batch_norm_epsilon", batch_norm_epsilon)
-        self.hidden_dims = tuple(hidden_dims)
-        self.output_dim = output_dim
-        self.batch_norm = batch_norm
-        self.synchronized = synchronized
+        self.hidden_dims = _check_hidden_dims(hidden_dims)
+        self.output_dim = check_int("output_dim", output_dim, min=1)
+        self.batch_norm = check_bool("batch_norm", batch_norm)
+        self.synchronized = check_bool("synchronized", synchronized)
         self.activation = keras.activations.get(activation)
-        self.use_bias = (not batch_norm) if use_bias is None else use_bias
+        self.use_bias = (not batch_norm) if use_bias is None else check_bool("use_bias", use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.batch_norm_momentum = batch_norm_momentum
-        self.batch_norm_epsilon = batch_norm_epsilon
+        self.batch_norm_momentum = check_probability("batch_norm_momentum", batch_norm_momentum)
+        self.batch_norm_epsilon = check_positive(
+            "batch_norm_epsilon", batch_norm_epsilon, allow_variable=False
+        )
         self.sublayers = []
         for dim in self.hidden_dims:
             self.sublayers += self._block(dim, center=True, activation=self.activation)

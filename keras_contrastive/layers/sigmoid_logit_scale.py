@@ -1,11 +1,10 @@
 """`SigmoidLogitScale`: SigLIP's learnable logit scale and bias."""
 
-import math
-
 import keras
 from keras import ops
 
 from keras_contrastive.layers.logit_scale import LogitScale
+from keras_contrastive.ops._validation import check_number
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -48,15 +47,7 @@ class SigmoidLogitScale(LogitScale):
 
     def __init__(self, initial_temperature=0.1, initial_bias=-10.0, learnable=True, **kwargs):
         super().__init__(initial_temperature, max_scale=None, learnable=learnable, **kwargs)
-        if isinstance(initial_bias, bool) or not isinstance(initial_bias, (int, float)):
-            raise TypeError(
-                f"`initial_bias` must be a number. Received: initial_bias={initial_bias!r}"
-            )
-        if not math.isfinite(initial_bias):
-            raise ValueError(
-                f"`initial_bias` must be finite. Received: initial_bias={initial_bias}"
-            )
-        self.initial_bias = initial_bias
+        self.initial_bias = check_number("initial_bias", initial_bias)
         self.bias = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(initial_bias),

@@ -1,13 +1,14 @@
 """The SimCLR image augmentation as one vectorized, per-image random layer."""
 
 import math
+import warnings
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from keras_contrastive.layers import _image_ops
-from keras_contrastive.ops._validation import check_non_negative
+from keras_contrastive.ops import _validation as v
 
 _CROP_ATTEMPTS = 10
 # Named columns of the per-image uniform draws, and how many each takes. The table
@@ -65,7 +66,9 @@ class SimCLRAugmentation(keras.layers.Layer):
     Args:
         image_size: int or `(height, width)` of the output views.
         value_range: `(low, high)` of the input pixel values. Defaults to `(0, 255)`.
-            Integer images must use a range above `(0, 1)`.
+            Integer images must use a range above `(0, 1)`. Images beyond it by
+            more than 10% raise an error; [0, 1] images with a range above 1
+            warn on eager calls.
         crop_area: `(min, max)` fraction of the image area kept by the crop, in
             (0, 1]. Defaults to `(0.08, 1.0)`.
         aspect_ratio: `(min, max)` width / height of the crop. Defaults to
@@ -124,31 +127,22 @@ class SimCLRAugmentation(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(image_size, int):
-            image_size = (image_size, image_size)
-        self.image_size = tuple(image_size)
-        if len(self.image_size) != 2 or not all(
-            isinstance(s, int) and s > 0 for s in self.image_size
-        ):
-            raise ValueError(
-                "`image_size` must be a positive int or a (height, width) pair of "
-                f"positive ints. Received: image_size={image_size}"
-            )
-        self.value_range = _check_range("value_range", value_range, increasing=True)
-        self.crop_area = _check_range("crop_area", crop_area, low=0.0, high=1.0)
-        self.aspect_ratio = _check_range("aspect_ratio", aspect_ratio, low=0.0)
-        self.blur_sigma = _check_range("blur_sigma", blur_sigma, low=0.0)
-        self.flip_rate = _check_rate("flip_rate", flip_rate)
-        self.jitter_rate = _check_rate("jitter_rate", jitter_rate)
-        self.grayscale_rate = _check_rate("grayscale_rate", grayscale_rate)
-        self.blur_rate = _check_rate("blur_rate", blur_rate)
-        self.solarize_rate = _check_rate("solarize_rate", solarize_rate)
-        self.jitter_strength = check_non_negative("jitter_strength", jitter_strength)
-        self.noise_stddev = check_non_negative("noise_stddev", noise_stddev)
-        self.rotation = check_non_negative("rotation", rotation)
-        self.shear = check_non_negative("shear", shear)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.image_size = v.check_size_pair("image_size", image_size)
+        self.value_range = v.check_interval("value_range", value_range, increasing=True)
+        self.crop_area = v.check_interval("crop_area", crop_area, min=0, max=1)
+        self.aspect_ratio = v.check_interval("aspect_ratio", aspect_ratio, min=0)
+        self.blur_sigma = v.check_interval("blur_sigma", blur_sigma, min=0)
+        self.flip_rate = v.check_probability("flip_rate", flip_rate)
+        self.jitter_rate = v.check_probability("jitter_rate", jitter_rate)
+        self.grayscale_rate = v.check_probability("grayscale_rate", grayscale_rate)
+        self.blur_rate = v.check_probability("blur_rate", blur_rate)
+        self.solarize_rate = v.check_probability("solarize_rate", solarize_rate)
+        self.jitter_strength = v.check_non_negative("jitter_strength", jitter_strength)
+        self.noise_stddev = v.check_non_negative("noise_stddev", noise_stddev)
+        self.rotation = v.check_non_negative("rotation", rotation)
+        self.shear = v.check_non_negative("shear", shear)
+        self.seed = v.check_seed("seed", seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.built = True
 
     @classmethod
@@ -201,7 +195,68 @@ class SimCLRAugmentation(keras.layers.Layer):
                 f"uint8); (0, 1) is for float images. Received: "
                 f"value_range={self.value_range}"
             )
-        return (ops.cast(images, "float32") - low) / (high - low)
+        images = ops.cast(self._check_values(images), "float32")
+        return (images - low) / (high - low)
+
+    def _check_values(self, images):
+        """`images`, checked to be non-empty and within `value_range`.
+
+        Values beyond `value_range` by more than 10% of its width (e.g. [0, 255]
+        images with `value_range=(0, 1)`) raise a `ValueError` on eager calls
+        and an `InvalidArgumentError` in graphs (`tf.data`, `fit`); under XLA
+        the assert compiles away. Images of [0, 1] values with a `value_range`
+        above 1 (e.g. the default `(0, 255)`), which give nearly black views,
+        warn once on eager calls: graphs cannot warn (a host print does not
+        compile with XLA). The check is one min and max per call, about 1% of
+        the augmentation of a batch.
+        """
+        height, width = images.shape[-3], images.shape[-2]
+        empty = "`images` must have a height and width of at least 1. Received: images.shape"
+        if 0 in (height, width):
+            raise ValueError(f"{empty}={tuple(images.shape)}")
+        if tf.executing_eagerly():
+            values = ops.convert_to_numpy(images)
+            if values.size:
+                self._check_eager_values(float(values.min()), float(values.max()))
+            return images
+        low, high = self.value_range
+        slack = 0.1 * (high - low)
+        checks = []
+        if height is None or width is None:
+            hw = tf.shape(images)[-3:-1]
+            checks.append(tf.debugging.assert_positive(hw, message=f"{empty}[-3:-1]"))
+        lowest = ops.cast(ops.min(images), "float32")
+        highest = ops.cast(ops.max(images), "float32")
+        in_range = ops.logical_and(lowest >= low - slack, highest <= high + slack)
+        message = (
+            f"`images` have values outside value_range={self.value_range}: pass the "
+            "value_range of the images ((0, 255) for [0, 255] values, (0, 1) for [0, 1] "
+            "values). Received: values in"
+        )
+        checks.append(tf.debugging.Assert(in_range, [message, lowest, highest]))
+        with tf.control_dependencies(checks):
+            return tf.identity(images)
+
+    def _check_eager_values(self, lowest, highest):
+        low, high = self.value_range
+        slack = 0.1 * (high - low)
+        received = f"Received: values in [{lowest:g}, {highest:g}]"
+        if highest > high + slack or lowest < low - slack:
+            extreme = f"up to {highest:g}" if highest > high + slack else f"down to {lowest:g}"
+            raise ValueError(
+                f"`images` have values {extreme} but value_range={self.value_range}: pass "
+                f"value_range={_covering_range(lowest, highest)}, the range of the images. "
+                f"{received}"
+            )
+        if low >= 0 and high > 1 and low < highest <= 1:
+            if not getattr(self, "_warned_unit_range", False):
+                self._warned_unit_range = True
+                warnings.warn(
+                    f"`images` have values up to {highest:g} but value_range="
+                    f"{self.value_range}: the views will be nearly black. If the images are "
+                    f"in [0, 1], pass value_range=(0, 1). {received}",
+                    stacklevel=4,
+                )
 
     def _augment(self, images, seed):
         seeds = tf.random.experimental.stateless_split(seed, alg="philox")
@@ -288,6 +343,14 @@ class SimCLRAugmentation(keras.layers.Layer):
         return config
 
 
+def _covering_range(lowest, highest):
+    """The usual pixel range that holds `[lowest, highest]`, else that interval."""
+    for low, high in ((0, 1), (-1, 1), (0, 255)):
+        if low <= lowest and highest <= high * 1.1:
+            return (low, high)
+    return (lowest, highest)
+
+
 def _uniform(shape, seed):
     """Uniforms in [0, 1) from Philox integers, identical with and without XLA.
 
@@ -297,27 +360,3 @@ def _uniform(shape, seed):
         shape, seed, minval=0, maxval=2**24, dtype="int32", alg="philox"
     )
     return ops.cast(bits, "float32") / 2**24
-
-
-def _check_range(name, value, low=None, high=None, increasing=False):
-    """Returns `value` as a `(min, max)` tuple with `low < min <= max <= high`.
-
-    `increasing=True` requires `min < max`.
-    """
-    pair = tuple(value) if isinstance(value, (list, tuple)) else ()
-    ok = len(pair) == 2 and (pair[0] < pair[1] if increasing else pair[0] <= pair[1])
-    ok = ok and (low is None or pair[0] > low) and (high is None or pair[1] <= high)
-    if not ok:
-        bounds = "min < max" if increasing else "min <= max"
-        bounds = bounds if low is None else f"{low} < {bounds}"
-        bounds = bounds if high is None else f"{bounds} <= {high}"
-        raise ValueError(
-            f"`{name}` must be a (min, max) pair with {bounds}. Received: {name}={value}"
-        )
-    return pair
-
-
-def _check_rate(name, value):
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be a probability in [0, 1]. Received: {name}={value}")
-    return value

@@ -4,11 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-
-def _check_probability(name, value):
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value!r}")
-    return value
+from keras_contrastive.ops import _validation as v
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -87,21 +83,21 @@ class TextAugmentation(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.dropout_rate = _check_probability("dropout_rate", dropout_rate)
-        self.mask_rate = _check_probability("mask_rate", mask_rate)
-        self.min_span_fraction = _check_probability("min_span_fraction", min_span_fraction)
-        ids = [mask_token_id, pad_token_id, *special_token_ids]
-        if not all(isinstance(i, int) and i >= 0 for i in ids):
-            raise ValueError(
-                "`mask_token_id`, `pad_token_id` and `special_token_ids` must be "
-                f"non-negative ints. Received: mask_token_id={mask_token_id!r}, "
-                f"pad_token_id={pad_token_id!r}, special_token_ids={special_token_ids!r}"
+        self.dropout_rate = v.check_probability("dropout_rate", dropout_rate)
+        self.mask_rate = v.check_probability("mask_rate", mask_rate)
+        self.min_span_fraction = v.check_probability("min_span_fraction", min_span_fraction)
+        self.mask_token_id = v.check_int("mask_token_id", mask_token_id, min=0)
+        self.pad_token_id = v.check_int("pad_token_id", pad_token_id, min=0)
+        if not isinstance(special_token_ids, (tuple, list)):
+            raise TypeError(
+                "`special_token_ids` must be a tuple of non-negative ints. "
+                f"Received: special_token_ids={special_token_ids!r}"
             )
-        self.mask_token_id = mask_token_id
-        self.special_token_ids = tuple(special_token_ids)
-        self.pad_token_id = pad_token_id
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.special_token_ids = tuple(
+            v.check_int("special_token_ids", i, min=0) for i in special_token_ids
+        )
+        self.seed = v.check_seed("seed", seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.built = True
 
     def call(self, inputs, training=True, seed=None):

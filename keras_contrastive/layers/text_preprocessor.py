@@ -1,13 +1,14 @@
 """`TextPreprocessor`: in-graph tokenization of raw strings with tensorflow-text."""
 
 import collections
+import collections.abc
 
 import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 
-from keras_contrastive.ops._validation import check_choice
+from keras_contrastive.ops._validation import check_bool, check_choice, check_int
 
 TOKENIZERS = ("wordpiece", "whitespace")
 NORMALIZATION_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
@@ -119,17 +120,19 @@ class TextPreprocessor(keras.layers.Layer):
         check_choice("tokenizer", tokenizer, TOKENIZERS)
         if normalization_form is not None:
             check_choice("normalization_form", normalization_form, NORMALIZATION_FORMS)
-        if not isinstance(sequence_length, int) or sequence_length < 2:
-            raise ValueError(
-                "`sequence_length` must be an int >= 2. "
-                f"Received: sequence_length={sequence_length!r}"
-            )
+        self.sequence_length = check_int("sequence_length", sequence_length, min=2)
+        _check_special_tokens(
+            pad_token=pad_token,
+            unknown_token=unknown_token,
+            start_token=start_token,
+            end_token=end_token,
+            mask_token=mask_token,
+        )
         self.vocabulary = _check_vocabulary(
             vocabulary, pad_token, [unknown_token, start_token, end_token, mask_token]
         )
-        self.sequence_length = sequence_length
         self.tokenizer = tokenizer
-        self.lower_case = lower_case
+        self.lower_case = check_bool("lower_case", lower_case)
         self.normalization_form = normalization_form
         self.pad_token = pad_token
         self.unknown_token = unknown_token
@@ -179,11 +182,7 @@ class TextPreprocessor(keras.layers.Layer):
         """
         check_choice("tokenizer", tokenizer, TOKENIZERS)
         specials = _special_tokens(kwargs)
-        if not isinstance(vocabulary_size, int) or vocabulary_size <= len(specials):
-            raise ValueError(
-                f"`vocabulary_size` must be an int > {len(specials)} (the number "
-                f"of special tokens). Received: vocabulary_size={vocabulary_size!r}"
-            )
+        check_int("vocabulary_size", vocabulary_size, min=len(specials) + 1)
         normalize_args = {
             key: kwargs[key] for key in ("lower_case", "normalization_form") if key in kwargs
         }
@@ -292,13 +291,27 @@ def _special_tokens(kwargs):
     return [token for token in tokens if token is not None]
 
 
+def _check_special_tokens(**tokens):
+    """`pad_token` and `unknown_token` are str; the other special tokens str or None."""
+    for name, token in tokens.items():
+        optional = name not in ("pad_token", "unknown_token")
+        if not (isinstance(token, str) or (optional and token is None)):
+            kind = "a str or None" if optional else "a str"
+            raise TypeError(f"`{name}` must be {kind}. Received: {name}={token!r}")
+
+
 def _check_vocabulary(vocabulary, pad_token, other_special_tokens):
     """Returns `vocabulary` as a list of str, checked for the special tokens."""
-    if isinstance(vocabulary, str) or not all(isinstance(t, str) for t in vocabulary):
+    if isinstance(vocabulary, (str, bytes)) or not isinstance(vocabulary, collections.abc.Iterable):
         raise TypeError(
-            f"`vocabulary` must be a list of str. Received: vocabulary={str(vocabulary)[:200]}"
+            f"`vocabulary` must be a list of str tokens. Received: vocabulary={vocabulary!r}"
         )
     vocabulary = list(vocabulary)
+    not_str = [token for token in vocabulary if not isinstance(token, str)]
+    if not_str:
+        raise TypeError(
+            f"`vocabulary` must be a list of str tokens. Received non-str tokens: {not_str[:5]!r}"
+        )
     if not vocabulary or vocabulary[0] != pad_token:
         raise ValueError(
             f"`vocabulary[0]` must be the pad token {pad_token!r} (id 0). "

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_contrastive.distribute import gather_candidates, replica_context
 from keras_contrastive.losses._base import ContrastiveLoss, integer_labels, views
-from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops._validation import check_bool, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import multi_positive_cross_entropy
@@ -127,7 +127,7 @@ class CLIPLoss(ContrastiveLoss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_positive("temperature", temperature)
-        self.use_group_ids = bool(use_group_ids)
+        self.use_group_ids = check_bool("use_group_ids", use_group_ids)
         self.labels = "integer" if self.use_group_ids else "ignored"
         self.chunk_size = check_chunk_size(chunk_size)
 

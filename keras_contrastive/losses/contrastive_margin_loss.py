@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_contrastive.losses._base import ContrastiveLoss, views
 from keras_contrastive.ops._validation import (
+    check_bool,
     check_choice,
     check_non_negative,
     check_rank,
@@ -18,19 +19,27 @@ _PAIR_DISTANCES = ("euclidean", "cosine")
 
 
 def _similar_flags(y_true, y_pred):
-    """`(B,)` flags q (1 same, 0 different) as floats, checked eagerly."""
+    """`(B,)` flags q (1 same, 0 different) as floats; other values are refused.
+
+    Eagerly this raises `ValueError`; in a `tf.function` a `tf.debugging`
+    assert raises `tf.errors.InvalidArgumentError` with the same message.
+    """
     y_true = ops.convert_to_tensor(y_true)
     if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
     check_rank("y_true", y_true, (1,), "(B,) with 1 for similar and 0 for dissimilar")
-    check_same_batch("y_true", y_true, "y_pred", y_pred)
+    y_true = check_same_batch("y_true", y_true, "y_pred", y_pred)
+    message = "`y_true` must be 1 for similar and 0 for dissimilar pairs."
     if tf.executing_eagerly():
         values = np.unique(ops.convert_to_numpy(y_true))
         if not np.all(np.isin(values, (0, 1))):
-            raise ValueError(
-                "`y_true` must be 1 for similar and 0 for dissimilar pairs. "
-                f"Received values: {values[:10].tolist()}"
-            )
+            raise ValueError(f"{message} Received values: {values[:10].tolist()}")
+    else:
+        is_flag = tf.logical_or(tf.equal(y_true, 0), tf.equal(y_true, 1))
+        with tf.control_dependencies(
+            [tf.debugging.Assert(tf.reduce_all(is_flag), [message, "Received values:", y_true])]
+        ):
+            y_true = tf.identity(y_true)
     return ops.cast(y_true, y_pred.dtype)
 
 
@@ -62,13 +71,14 @@ def contrastive_margin_loss(y_true, y_pred, margin=1.0, squared=True, distance="
     """
     check_non_negative("margin", margin)
     check_choice("distance", distance, _PAIR_DISTANCES)
-    y_pred = views(y_pred, layout="(B, 2, D) pairs")
+    y_pred = views(y_pred, layout="(B, 2, D) pairs", min_batch=1)
     q = _similar_flags(y_true, y_pred)
     d = paired_distance(y_pred[:, 0], y_pred[:, 1], distance)
     gap = ops.maximum(margin - d, 0.0)
     if squared:
         d, gap = ops.square(d), ops.square(gap)
-    return q * d + (1.0 - q) * gap
+    # `where`, not `q·d + (1−q)·gap`: a dissimilar pair far apart has d² = inf, and 0·inf = NaN.
+    return ops.where(q > 0.5, d, gap)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -107,7 +117,7 @@ class ContrastiveMarginLoss(ContrastiveLoss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.margin = check_non_negative("margin", margin)
-        self.squared = bool(squared)
+        self.squared = check_bool("squared", squared)
         self.distance = check_choice("distance", distance, _PAIR_DISTANCES)
 
     def call(self, y_true, y_pred):

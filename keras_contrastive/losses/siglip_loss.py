@@ -1,14 +1,11 @@
 """Pairwise sigmoid image–text loss of SigLIP."""
 
-import math
-
 import keras
-import numpy as np
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates
 from keras_contrastive.losses._base import ContrastiveLoss, integer_labels, views
-from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.ops._validation import check_bool, check_number, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
 
@@ -80,9 +77,7 @@ def _sigmoid_losses_of_rows(images, ids, texts, text_ids, bias):
 
 
 def _check_bias(bias):
-    if isinstance(bias, (int, float, np.number)) and not math.isfinite(bias):
-        raise ValueError(f"`bias` must be a finite number. Received: bias={bias}")
-    return bias
+    return check_number("bias", bias, allow_variable=True)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -130,7 +125,7 @@ class SigLIPLoss(ContrastiveLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_positive("temperature", temperature)
         self.bias = _check_bias(bias)
-        self.use_group_ids = bool(use_group_ids)
+        self.use_group_ids = check_bool("use_group_ids", use_group_ids)
         self.labels = "integer" if self.use_group_ids else "ignored"
         self.chunk_size = check_chunk_size(chunk_size)
 

@@ -130,7 +130,7 @@ class SupConLoss(ContrastiveLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_positive("temperature", temperature)
         if base_temperature is not None:
-            check_positive("base_temperature", base_temperature)
+            base_temperature = check_positive("base_temperature", base_temperature)
         self.base_temperature = base_temperature
         self.chunk_size = check_chunk_size(chunk_size)
 

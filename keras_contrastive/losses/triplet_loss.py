@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_contrastive.distribute import gather_candidates, global_sum, replica_context
 from keras_contrastive.losses._base import ContrastiveLoss, embeddings, integer_labels
 from keras_contrastive.ops import mining
 from keras_contrastive.ops._validation import (
@@ -11,7 +12,13 @@ from keras_contrastive.ops._validation import (
     check_non_negative,
     check_rank,
 )
-from keras_contrastive.ops.similarity import DISTANCES, paired_distance, pairwise_distance
+from keras_contrastive.ops.similarity import (
+    DISTANCES,
+    paired_distance,
+    power_of_two_scale,
+    scaled_pairwise_distance,
+    times_power_of_two,
+)
 
 MINING = {
     "batch_all": mining.batch_all_triplet_values,
@@ -39,6 +46,8 @@ def triplet_loss(y_true, y_pred, margin=1.0, mining="batch_all", distance="eucli
     Returns:
         `(B,)` float32 values whose mean is the loss: per triplet for explicit
         triplets, per anchor (scaled as described in `ops.mining`) when mined.
+        Under a distribution strategy each replica mines its anchors against
+        the embeddings of all replicas, and the means run over all of them.
 
     Example:
 
@@ -57,13 +66,54 @@ def triplet_loss(y_true, y_pred, margin=1.0, mining="batch_all", distance="eucli
     check_rank("y_pred", y_pred, (2, 3), "(B, D) with labels, or (B, 3, D) triplets")
     if len(y_pred.shape) == 3:
         check_dim("y_pred", y_pred, 1, 3, "(B, 3, D) (anchor, positive, negative)")
-        x = embeddings(y_pred)
-        d_ap = paired_distance(x[:, 0], x[:, 1], distance)
-        d_an = paired_distance(x[:, 0], x[:, 2], distance)
-        return ops.maximum(d_ap - d_an + margin, 0.0)
+        x = embeddings(y_pred, min_batch=1)  # each triplet holds its negative
+        return ops.maximum(_explicit_gap(x, distance) + margin, 0.0)
     x = embeddings(y_pred)
     labels = integer_labels(y_true, x)
-    return MINING[mining](labels, pairwise_distance(x, distance=distance), margin)
+    if replica_context() is None:
+        scaled = scaled_pairwise_distance(x, distance=distance)
+        return _in_scaled_units(lambda d, m: MINING[mining](labels, d, m), scaled, margin)
+    # Local anchors mined against the candidates of every replica.
+    candidates, offset = gather_candidates(x)
+    candidate_labels, _ = gather_candidates(labels)
+    scaled = scaled_pairwise_distance(x, candidates, distance=distance)
+    return _in_scaled_units(
+        lambda d, m: MINING[mining](labels, d, m, candidate_labels, offset, global_sum),
+        scaled,
+        margin,
+    )
+
+
+def _explicit_gap(x, distance):
+    """`d(a, p) - d(a, n)` of `(B, 3, D)` triplets, finite wherever the answer is.
+
+    Squared distances are taken as `(e_ap - e_an)(e_ap + e_an)` from the
+    euclidean ones, so points 1e20 apart (squares beyond float32) give the
+    gap's sign and size (or ±inf) instead of `inf - inf = NaN`.
+    """
+    if distance != "squared_euclidean":
+        return paired_distance(x[:, 0], x[:, 1], distance) - paired_distance(
+            x[:, 0], x[:, 2], distance
+        )
+    e_ap = paired_distance(x[:, 0], x[:, 1])
+    e_an = paired_distance(x[:, 0], x[:, 2])
+    return (e_ap - e_an) * (0.5 * e_ap + 0.5 * e_an) * 2.0
+
+
+def _in_scaled_units(mine, scaled, margin):
+    """Mines on distances in units of `2**k` (`scaled_pairwise_distance`), then scales back.
+
+    The mined hinge `max(0, d_ap - d_an + m)` is positively homogeneous in
+    `(distances, margin)`, so this equals mining the distances themselves,
+    and stays finite where they overflow (squared distances of 1e20 points).
+    The unit is raised, if needed, to within `2**64` of the margin, so that
+    the margin in units stays finite when the distances are tiny (1e-20).
+    """
+    d_hat, k = scaled
+    margin = ops.cast(margin, d_hat.dtype)
+    unit = ops.maximum(ops.cast(k, d_hat.dtype), power_of_two_scale(margin) - 64.0)
+    d_hat = times_power_of_two(d_hat, k - unit)
+    return times_power_of_two(mine(d_hat, times_power_of_two(margin, -unit)), unit)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")

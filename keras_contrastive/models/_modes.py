@@ -14,7 +14,13 @@ import tensorflow as tf
 from keras import ops
 
 from keras_contrastive import losses
-from keras_contrastive.models._data import read_batch, structure_error
+from keras_contrastive.models._data import (
+    check_batch_parts,
+    check_same_shape,
+    describe,
+    read_batch,
+    structure_error,
+)
 from keras_contrastive.models._metrics import nearest_positive_accuracy
 
 
@@ -53,6 +59,25 @@ def _rank_2(name, x):
             f"Received output shape: {tuple(x.shape)}"
         )
     return x
+
+
+def _labels_message(loss, received):
+    return (
+        f"{type(loss).__name__} needs integer class ids: labels must be (B,) (or (B, 1)). "
+        f"Received: {received}. Pass `(inputs, labels)` with labels of shape (B,) (the "
+        "argmax of one-hot labels), or two views with their labels as "
+        "`((view_1, view_2), labels)`."
+    )
+
+
+def _check_second_element_is_no_view(loss, data, x, labels):
+    """Refuses `(inputs, labels)` read as two views because the labels are not (B,)."""
+    if getattr(loss, "labels", None) != "integer" or labels is not None:
+        return
+    flat_pair = isinstance(x, tuple) and not isinstance(data[0], (tuple, list))
+    if flat_pair and x[0].shape != x[1].shape:
+        received = f"a batch {describe(data)}, whose second element, not (B,), reads as a view"
+        raise ValueError(_labels_message(loss, received))
 
 
 def _flat_labels(labels):
@@ -97,17 +122,26 @@ class TwoViewMode(Mode):
         pairs = isinstance(x, tuple)
         if isinstance(x, dict) or (pairs and len(x) != 2):
             raise structure_error(self.expected, data)
+        _check_second_element_is_no_view(model.loss, data, x, labels)
         if pairs:
-            views = ops.stack(x, axis=1)
-        elif model.augmenter is not None:
-            views = model._views(x, training=True, seed=seed)
+            name = "x_1" if isinstance(model.loss, losses.ContrastiveMarginLoss) else "view_1"
+            (second,) = check_batch_parts(name, x[0], **{name.replace("1", "2"): x[1]})
+            reference = check_same_shape(name, x[0], name.replace("1", "2"), second)
+            views = ops.stack((reference, second), axis=1)
         else:
+            name, reference = "inputs", x
+        labels, sample_weight = check_batch_parts(
+            name, reference, labels=labels, sample_weight=batch.sample_weight
+        )
+        if not pairs and model.augmenter is not None:
+            views = model._views(x, training=True, seed=seed)
+        elif not pairs:
             views = ops.expand_dims(x, 1)
         y_true = self._check_labels(model.loss, labels, pairs, views.shape[1], data)
         probe_labels = None  # the margin loss's labels are pair flags, not classes
         if labels is not None and not isinstance(model.loss, losses.ContrastiveMarginLoss):
             probe_labels = _flat_labels(labels)
-        return Prepared(views, y_true, batch.sample_weight, probe_labels)
+        return Prepared(views, y_true, sample_weight, probe_labels)
 
     def towers(self, model, views, training):
         """Views `(b, V, ...)` -> `y_pred` `(b, V, D)` and the first view's `(b, R)`.
@@ -124,7 +158,7 @@ class TwoViewMode(Mode):
             y_pred = ops.stack([queries, ops.stop_gradient(keys)], axis=1)
             return {"y_pred": y_pred, "representation": representation}
         num_views = views.shape[1]
-        flat = ops.reshape(views, (-1,) + tuple(views.shape[2:]))
+        flat = ops.reshape(views, (-1, *ops.shape(views)[2:]))
         representation, projection = _project(model.encoder, model.projection_head, flat, training)
         return {
             "y_pred": ops.reshape(projection, (-1, num_views, projection.shape[-1])),
@@ -161,6 +195,8 @@ class TwoViewMode(Mode):
                 raise structure_error(
                     "`(images, labels)`", data, f"{type(loss).__name__} needs class labels."
                 )
+            if len(labels.shape) not in (1, 2) or tuple(labels.shape[1:]) not in ((), (1,)):
+                raise ValueError(_labels_message(loss, f"labels.shape={tuple(labels.shape)}"))
             return _flat_labels(labels)
         if num_views != 2:
             raise structure_error(
@@ -217,6 +253,12 @@ class DualEncoderMode(Mode):
             )
         group_ids = batch.labels if batch.labels is not None else x.get("group_id")
         images = x["image"]
+        texts = tf.nest.map_structure(
+            lambda t: check_batch_parts("image", images, text=t)[0], x["text"]
+        )
+        group_ids, sample_weight = check_batch_parts(
+            "image", images, group_ids=group_ids, sample_weight=batch.sample_weight
+        )
         if model.augmenter is not None and training:
             images = model.augmenter(images, training=True, seed=seed)
         y_true = None
@@ -228,7 +270,7 @@ class DualEncoderMode(Mode):
                     f"{type(model.loss).__name__}(use_group_ids=True) needs group ids.",
                 )
             y_true = _flat_labels(group_ids)
-        return Prepared({"image": images, "text": x["text"]}, y_true, batch.sample_weight)
+        return Prepared({"image": images, "text": texts}, y_true, sample_weight)
 
     def towers(self, model, inputs, training):
         image = model.embed_image(inputs["image"], training=training)

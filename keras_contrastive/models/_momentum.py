@@ -14,7 +14,6 @@ any communication beyond the gather.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_contrastive import losses
@@ -95,24 +94,7 @@ def momentum_update(model, keys):
         ema_update(model.key_projection_head, model.projection_head, model.momentum)
     if model.key_queue is not None:
         global_keys, _ = gather_candidates(ops.stop_gradient(keys))
-        model.key_queue.enqueue(_check_queue_size(model.queue_size, global_keys))
-
-
-def _check_queue_size(queue_size, keys):
-    """`keys`, after checking that their number (the global batch) divides `queue_size`."""
-    batch = keys.shape[0]
-    message = (
-        f"`queue_size`={queue_size} must be a multiple of the global batch size, so that "
-        "every batch of keys fits before the queue wraps around (as in MoCo). Use "
-        "drop_remainder=True in tf.data"
-    )
-    if batch is not None:
-        if queue_size % batch:
-            raise ValueError(f"{message}. Received: a global batch of {batch}")
-        return keys
-    check = tf.debugging.assert_equal(queue_size % tf.shape(keys)[0], 0, message=message)
-    with tf.control_dependencies([check]):
-        return tf.identity(keys)
+        model.key_queue.enqueue(global_keys)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -159,15 +141,19 @@ class KeyQueue(keras.layers.Layer):
         self.built = True
 
     def enqueue(self, keys):
-        """Writes `(n, dim)` keys, L2-normalized, from `pointer`; advances it by n.
+        """Writes `(n, dim)` keys, L2-normalized, over the oldest; advances `pointer` by n.
 
-        The oldest keys are overwritten. `n` must divide `size` (not checked
-        here), so that a batch never straddles the end of the queue.
+        Key `i` goes to row `(pointer + i) % size`, so a batch of any size
+        wraps around the end of the queue; of a batch of more than `size`
+        keys, the newest `size` stay.
         """
         keys = ops.cast(l2_normalize(keys), self.keys.dtype)
-        start = (ops.cast(self.pointer, "int32"), 0)
-        self.keys.assign(ops.slice_update(self.keys, start, keys))
-        self.pointer.assign((self.pointer + ops.shape(keys)[0]) % self.size)
+        count = ops.shape(keys)[0]
+        newest = keys[-self.size :]
+        kept = ops.shape(newest)[0]
+        rows = (self.pointer + (count - kept) + ops.arange(kept, dtype="int32")) % self.size
+        self.keys.assign(ops.scatter_update(self.keys, rows[:, None], newest))
+        self.pointer.assign((self.pointer + count) % self.size)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "dim": self.dim, "seed": self.seed}

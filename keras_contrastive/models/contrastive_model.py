@@ -7,10 +7,12 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_contrastive.distribute import global_sum, isolate_collective_keys, replica_context
 from keras_contrastive.layers import LogitScale, MultiView, SigmoidLogitScale
 from keras_contrastive.models import _momentum
 from keras_contrastive.models._grad_cache import cached_gradients, check_gradient_cache_chunks
 from keras_contrastive.models._modes import DualEncoderMode, TwoViewMode, text_is_strings
+from keras_contrastive.ops import _validation as v
 
 _SERIALIZED = (
     "encoder",
@@ -23,6 +25,8 @@ _SERIALIZED = (
     "text_preprocessor",
     "logit_scale",
 )
+
+_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -55,9 +59,10 @@ class ContrastiveModel(keras.Model):
       in-batch keys and the `queue_size` most recent keys, kept L2-normalized
       in `key_queue` (a FIFO started from random unit vectors), written after
       each step: under a distribution strategy, the keys of all replicas.
-      `queue_size` must be a multiple of the global batch size. Key towers
-      and queue are saved with the model. Without `queue_size` the negatives
-      are the in-batch keys only.
+      Batches of any size wrap around the end of the queue (a batch larger
+      than the queue leaves its newest `queue_size` keys). Key towers and
+      queue are saved with the model. Without `queue_size` the negatives are
+      the in-batch keys only.
     - **Gradient caching** (GradCache; `gradient_cache_chunks=k`): the towers
       run on `k` sub-batches of each replica's batch, first without a tape
       for the embeddings, then again to back-propagate the gradient of the
@@ -184,8 +189,8 @@ class ContrastiveModel(keras.Model):
         self.text_head = text_head
         self.text_preprocessor = text_preprocessor
         self.logit_scale = _logit_scale(logit_scale, dual)
-        self.probe_classes = probe_classes
-        self.seed = int(seed)
+        self.probe_classes = v.check_int("probe_classes", probe_classes, min=2, allow_none=True)
+        self.seed = v.check_int("seed", seed, min=0, max=2**31 - 1)
         self._augmenter_takes_seed = augmenter is not None and (
             "seed" in inspect.signature(augmenter.call).parameters
         )
@@ -193,12 +198,7 @@ class ContrastiveModel(keras.Model):
             self._views = augmenter if isinstance(augmenter, MultiView) else MultiView(augmenter)
         self.probe = None
         if probe_classes is not None:
-            if not isinstance(probe_classes, int) or probe_classes < 2:
-                raise ValueError(
-                    "`probe_classes` must be an int >= 2. "
-                    f"Received: probe_classes={probe_classes!r}"
-                )
-            self.probe = keras.layers.Dense(probe_classes, name="probe", dtype="float32")
+            self.probe = keras.layers.Dense(self.probe_classes, name="probe", dtype="float32")
         self._trackers = {
             "loss": keras.metrics.Mean(name="loss"),
             "contrastive_accuracy": keras.metrics.Mean(name="contrastive_accuracy"),
@@ -307,6 +307,8 @@ class ContrastiveModel(keras.Model):
                 f"kc.losses.SigLIPLoss. Received: loss={loss!r}"
             )
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        # Another MirroredStrategy of this process must not share its collective keys.
+        isolate_collective_keys(self.distribute_strategy)
         if self._towers_built():
             # Over every trainable variable, the probe's included even when a
             # step has no labels, so that the optimizer state saves and restores.
@@ -397,11 +399,8 @@ class ContrastiveModel(keras.Model):
             tf.debugging.assert_greater_equal(
                 tf.shape(forward.y_pred)[0],
                 2,
-                message=(
-                    "ContrastiveModel: a replica received fewer than 2 examples. Use a global "
-                    "batch of at least 2 x num_replicas (drop_remainder=True avoids short "
-                    "final batches)."
-                ),
+                message=v.min_batch_message("y_pred", 2, "on each replica to have negatives")
+                + " Use a global batch of at least 2 x num_replicas.",
             )
         with self._step_loss_arguments():
             loss = self.compute_loss(
@@ -416,6 +415,7 @@ class ContrastiveModel(keras.Model):
                 forward.labels, forward.probe_logits, from_logits=True
             )
             loss = loss + ops.mean(probe_loss) / _num_replicas()
+        loss = loss * self._replica_share(forward)
         # Stops `fit` with a clear error instead of writing NaN weights. Under XLA
         # (`jit_compile=True`) the check compiles away: add `TerminateOnNaN` there.
         loss = tf.debugging.check_numerics(
@@ -425,9 +425,31 @@ class ContrastiveModel(keras.Model):
         )
         return loss
 
+    def _replica_share(self, forward):
+        """`b · R / B`: this replica's share of a global-batch mean, over Keras' `1 / R`.
+
+        Keras divides each replica's mean loss by the number of replicas `R`,
+        which gives the global mean only when the `B` examples split evenly;
+        a replica of `b` holds `b / B` of it (sample weights instead of counts
+        for `"mean_with_sample_weight"`). 1 for summed losses and outside a
+        strategy. Terms equal on every replica (regularizers) keep their sum.
+        """
+        reduction = self.loss.reduction
+        if replica_context() is None or reduction not in _MEAN_REDUCTIONS:
+            return 1.0
+        if reduction == "mean_with_sample_weight" and forward.sample_weight is not None:
+            local = ops.sum(ops.cast(forward.sample_weight, "float32"))
+        else:
+            local = ops.cast(ops.shape(forward.y_pred)[0], "float32")
+        return local * _num_replicas() / ops.maximum(global_sum(local), 1e-12)
+
     def _update_metrics(self, forward, loss):
         batch = ops.shape(forward.y_pred)[0]
-        self._trackers["loss"].update_state(loss * _num_replicas(), sample_weight=batch)
+        # The replicas' losses sum to the global batch's: reported per example of it.
+        global_batch = global_sum(ops.cast(batch, "float32"))
+        self._trackers["loss"].update_state(
+            loss * global_batch / ops.cast(batch, "float32"), sample_weight=batch
+        )
         reported = ["loss"]
         if forward.accuracy is not None:
             self._trackers["contrastive_accuracy"].update_state(forward.accuracy, batch)
@@ -440,13 +462,29 @@ class ContrastiveModel(keras.Model):
             hits = predicted == ops.cast(forward.labels, "int32")
             self._trackers["probe_accuracy"].update_state(ops.cast(hits, "float32"))
             reported.append("probe_accuracy")
-        results = {name: self._trackers[name].result() for name in reported}
+        results = self._global_results(reported)
         if _multi_worker(self.distribute_strategy):
             # Keras reduces step outputs across workers with MEAN over axis 0,
             # which fails on scalars (keras-team/keras#20585). The results are
-            # already global (synchronized metric variables): give them that axis.
+            # already global (the same on every replica): give them that axis.
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
+
+    def _global_results(self, names):
+        """The trackers' results over all replicas, the same value on each.
+
+        In a replica, a tracker's variables hold that replica's share, and
+        Keras averages the step's results over replicas, which weights a
+        replica of 3 examples like one of 4: sum the shares instead.
+        """
+        if replica_context() is None:
+            return {name: self._trackers[name].result() for name in names}
+        trackers = [self._trackers[name] for name in names]
+        shares = [ops.cast(v.value, "float32") for t in trackers for v in (t.total, t.count)]
+        sums = global_sum(ops.stack(shares))
+        return {
+            name: ops.divide_no_nan(sums[2 * i], sums[2 * i + 1]) for i, name in enumerate(names)
+        }
 
     def _step_seed(self, training):
         """`(seed + replica offset, iteration)`: replayable, distinct per replica."""

@@ -6,6 +6,13 @@ the mined triplet loss. Anchors that have no valid triplet contribute 0 and the
 others are scaled by `B / num_valid`, so the mean runs over what the mining
 strategy defines, not over the whole batch.
 
+Under a distribution strategy the anchors are one replica's `B` rows and the
+candidates the `N` rows gathered from all replicas: `distances` is `(B, N)`,
+`candidate_labels` `(N,)`, anchor `i` is candidate `offset + i`, and
+`sum_counts` (`kc.distribute.global_sum`) makes `B` and `num_valid` the
+counts over all replicas, so that the replicas' means add up to the loss of
+the global batch.
+
 Nothing here holds a `(B, B, B)` tensor of triplets: batch-all and semi-hard
 sort each anchor's distances to its negatives and binary-search them, in
 O(B² log B) time and O(B²) memory. Half-precision distances are mined in
@@ -28,20 +35,34 @@ def _masked_max(x, mask, axis):
     return ops.max(ops.where(mask, x, -_BIG), axis=axis)
 
 
-def _spread(per_anchor_sum, num_valid):
-    """Scales per-anchor sums so that their mean is `sum / num_valid`."""
-    batch = ops.cast(ops.shape(per_anchor_sum)[0], per_anchor_sum.dtype)
-    num_valid = ops.cast(num_valid, per_anchor_sum.dtype)
-    return per_anchor_sum * batch / ops.maximum(num_valid, 1.0)
+def _spread(per_anchor_sum, num_valid, sum_counts):
+    """Scales per-anchor sums so that their mean is `sum / num_valid`.
+
+    With `sum_counts`, the batch and `num_valid` are summed over replicas first.
+    """
+    dtype = per_anchor_sum.dtype
+    counts = ops.stack([ops.cast(ops.shape(per_anchor_sum)[0], dtype), ops.cast(num_valid, dtype)])
+    if sum_counts is not None:
+        counts = sum_counts(counts)
+    return per_anchor_sum * counts[0] / ops.maximum(counts[1], 1.0)
+
+
+def _masks(labels, candidate_labels, offset):
+    """`(positive, negative)`: `(B, N)` bool masks of anchors against candidates."""
+    if candidate_labels is None:
+        return positive_mask(labels), ops.logical_not(label_mask(labels))
+    same = label_mask(labels, candidate_labels)
+    rows, columns = ops.shape(same)
+    not_self = ops.arange(columns)[None, :] != (ops.arange(rows) + offset)[:, None]
+    return ops.logical_and(same, not_self), ops.logical_not(same)
 
 
 def _take(x, index):
     return ops.take_along_axis(x, index, axis=1)
 
 
-def _sorted_negatives(labels, distances):
-    """Each row's distances to its negatives, ascending, then `_BIG`s: `(B, B)`; and their count."""
-    negative = ops.logical_not(label_mask(labels))
+def _sorted_negatives(negative, distances):
+    """Each row's distances to its negatives, ascending, then `_BIG`s: `(B, N)`; and their count."""
     sorted_rows = ops.sort(ops.where(negative, distances, _BIG), axis=1)
     return sorted_rows, ops.sum(ops.cast(negative, "int32"), axis=1)
 
@@ -95,7 +116,9 @@ def _take_sharing_ties(sorted_rows, index):
     return ops.stop_gradient(value) + (group_mean - ops.stop_gradient(group_mean))
 
 
-def batch_all_triplet_values(labels, distances, margin):
+def batch_all_triplet_values(
+    labels, distances, margin, candidate_labels=None, offset=0, sum_counts=None
+):
     """Batch-all mining: the mean over valid triplets whose loss is positive.
 
     A triplet `(a, p, n)` is valid when `a != p`, `labels[a] == labels[p]` and
@@ -103,8 +126,17 @@ def batch_all_triplet_values(labels, distances, margin):
 
     Args:
         labels: `(B,)` integer labels.
-        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`.
+        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`;
+            `(B, N)` to `N` candidates with `candidate_labels`.
         margin: float, the margin `alpha` of the triplet loss.
+        candidate_labels: `None` (default: the candidates are the anchors) or
+            `(N,)` integer labels of the candidates, e.g. gathered from all
+            replicas with `kc.distribute.gather_candidates`.
+        offset: int, the candidate that anchor 0 is (its own row in the
+            gathered batch). Default 0.
+        sum_counts: `None` (default) or a function summing a count tensor over
+            replicas, `kc.distribute.global_sum`: the mean then runs over the
+            anchors and triplets of all replicas.
 
     Returns:
         `(B,)` per-anchor values whose mean is the mined loss.
@@ -124,8 +156,8 @@ def batch_all_triplet_values(labels, distances, margin):
     distances = ops.convert_to_tensor(distances)
     dtype = distances.dtype
     distances = ops.cast(distances, compute_dtype(distances))
-    pos = positive_mask(labels)
-    sorted_neg, num_neg = _sorted_negatives(labels, distances)
+    pos, neg = _masks(labels, candidate_labels, offset)
+    sorted_neg, num_neg = _sorted_negatives(neg, distances)
 
     def loss(d_an):  # the triplet loss before `max(0, .)`, rounded as the (B, B, B) formula was
         return distances - d_an + margin
@@ -143,11 +175,13 @@ def batch_all_triplet_values(labels, distances, margin):
     prefix = _prefix_sums(sorted_neg - center)
     hinge = distances - center + margin
     sums = ops.cast(active, distances.dtype) * hinge - _take(prefix, active)
-    values = _spread(ops.sum(ops.where(pos, sums, 0.0), axis=1), num_positive)
+    values = _spread(ops.sum(ops.where(pos, sums, 0.0), axis=1), num_positive, sum_counts)
     return ops.cast(values, dtype)
 
 
-def batch_hard_triplet_values(labels, distances, margin):
+def batch_hard_triplet_values(
+    labels, distances, margin, candidate_labels=None, offset=0, sum_counts=None
+):
     """Batch-hard mining: per anchor, its farthest positive vs closest negative.
 
     The mean runs over the anchors that have at least one positive and one
@@ -155,8 +189,17 @@ def batch_hard_triplet_values(labels, distances, margin):
 
     Args:
         labels: `(B,)` integer labels.
-        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`.
+        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`;
+            `(B, N)` to `N` candidates with `candidate_labels`.
         margin: float, the margin `alpha` of the triplet loss.
+        candidate_labels: `None` (default: the candidates are the anchors) or
+            `(N,)` integer labels of the candidates, e.g. gathered from all
+            replicas with `kc.distribute.gather_candidates`.
+        offset: int, the candidate that anchor 0 is (its own row in the
+            gathered batch). Default 0.
+        sum_counts: `None` (default) or a function summing a count tensor over
+            replicas, `kc.distribute.global_sum`: the mean then runs over the
+            anchors and triplets of all replicas.
 
     Returns:
         `(B,)` per-anchor values whose mean is the mined loss.
@@ -173,16 +216,17 @@ def batch_hard_triplet_values(labels, distances, margin):
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person
     Re-Identification", 2017.
     """
-    pos = positive_mask(labels)
-    neg = ops.logical_not(label_mask(labels))
+    pos, neg = _masks(labels, candidate_labels, offset)
     hardest_pos = _masked_max(distances, pos, axis=1)
     hardest_neg = _masked_min(distances, neg, axis=1)
     valid = ops.logical_and(ops.any(pos, axis=1), ops.any(neg, axis=1))
     losses = ops.where(valid, ops.maximum(hardest_pos - hardest_neg + margin, 0.0), 0.0)
-    return _spread(losses, ops.sum(ops.cast(valid, "int32")))
+    return _spread(losses, ops.sum(ops.cast(valid, "int32")), sum_counts)
 
 
-def semi_hard_triplet_values(labels, distances, margin):
+def semi_hard_triplet_values(
+    labels, distances, margin, candidate_labels=None, offset=0, sum_counts=None
+):
     """Semi-hard mining, as FaceNet and tensorflow-addons' `TripletSemiHardLoss`.
 
     For each anchor–positive pair, the negative is the closest one that is
@@ -192,8 +236,17 @@ def semi_hard_triplet_values(labels, distances, margin):
 
     Args:
         labels: `(B,)` integer labels.
-        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`.
+        distances: `(B, B)` pairwise distances, e.g. from `pairwise_distance`;
+            `(B, N)` to `N` candidates with `candidate_labels`.
         margin: float, the margin `alpha` of the triplet loss.
+        candidate_labels: `None` (default: the candidates are the anchors) or
+            `(N,)` integer labels of the candidates, e.g. gathered from all
+            replicas with `kc.distribute.gather_candidates`.
+        offset: int, the candidate that anchor 0 is (its own row in the
+            gathered batch). Default 0.
+        sum_counts: `None` (default) or a function summing a count tensor over
+            replicas, `kc.distribute.global_sum`: the mean then runs over the
+            anchors and triplets of all replicas.
 
     Returns:
         `(B,)` per-anchor values whose mean is the mined loss.
@@ -213,8 +266,8 @@ def semi_hard_triplet_values(labels, distances, margin):
     distances = ops.convert_to_tensor(distances)
     dtype = distances.dtype
     distances = ops.cast(distances, compute_dtype(distances))
-    pos = positive_mask(labels)
-    sorted_neg, num_neg = _sorted_negatives(labels, distances)
+    pos, neg = _masks(labels, candidate_labels, offset)
+    sorted_neg, num_neg = _sorted_negatives(neg, distances)
     # The first negative farther than the positive; past the last negative
     # there is none, and the farthest negative is taken instead.
     first_farther = _count_leading(sorted_neg, lambda d_an: d_an <= distances)
@@ -223,5 +276,5 @@ def semi_hard_triplet_values(labels, distances, margin):
     chosen = _take_sharing_ties(sorted_neg, index)
     valid = ops.logical_and(pos, (num_neg > 0)[:, None])
     losses = ops.where(valid, ops.maximum(distances - chosen + margin, 0.0), 0.0)
-    values = _spread(ops.sum(losses, axis=1), ops.sum(ops.cast(valid, "int32")))
+    values = _spread(ops.sum(losses, axis=1), ops.sum(ops.cast(valid, "int32")), sum_counts)
     return ops.cast(values, dtype)

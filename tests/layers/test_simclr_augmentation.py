@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -258,3 +260,60 @@ def test_bad_arguments_name_the_argument(kwargs, name):
     kwargs = {"image_size": SIZE, **kwargs}
     with pytest.raises(ValueError, match=f"`{name}`"):
         SimCLRAugmentation(**kwargs)
+
+
+# ------------------------------------------------ value range and empty images
+def _contrastive_model(augmenter):
+    import keras_contrastive as kc
+
+    model = kc.ContrastiveModel(
+        encoder=kc.encoders.small_cnn(input_shape=(SIZE, SIZE, 3), width=4, batch_norm=False),
+        augmenter=augmenter,
+    )
+    model.compile(optimizer="sgd")
+    return model
+
+
+def test_images_above_value_range_are_refused_eagerly_in_tf_data_and_fit(images):
+    x = images.astype("float32")  # [0, 255] values
+    match = r"values up to 25\d but value_range=\(0, 1\): pass value_range=\(0, 255\)"
+    layer = SimCLRAugmentation(SIZE, value_range=(0, 1), seed=0)
+    with pytest.raises(ValueError, match=match):
+        layer(x)
+    with pytest.raises(ValueError, match=match):
+        layer(x, training=False)
+    in_graph = r"outside value_range=\(0, 1\).*\(0, 255\) for \[0, 255\] values.*\n*.*25\d"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=in_graph):
+        list(tf.data.Dataset.from_tensor_slices(x).batch(4).map(layer))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=in_graph):
+        _contrastive_model(layer).fit(x, batch_size=4, epochs=1, verbose=0)
+    below = SimCLRAugmentation(SIZE, value_range=(0, 1), seed=0)
+    match = r"down to -1 but value_range=\(0, 1\): pass value_range=\(-1, 1\)"
+    with pytest.raises(ValueError, match=match):
+        below(x / 127.5 - 1.0)  # [-1, 1] images
+
+
+def test_unit_images_with_the_0_255_range_warn_once(images):
+    x = images.astype("float32") / 255.0
+    layer = SimCLRAugmentation(SIZE, seed=0)
+    with pytest.warns(UserWarning, match=r"values up to 1.*value_range=\(0, 255\).*\(0, 1\)"):
+        dark = layer(x)
+    assert float(tf.reduce_max(dark)) < 0.02  # what the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer(x)  # once per layer
+        SimCLRAugmentation(SIZE)(np.zeros((2, 24, 24, 3), "float32"))  # all black: no hint
+        SimCLRAugmentation(SIZE)(images)  # uint8 in (0, 255)
+        SimCLRAugmentation(SIZE, value_range=(0, 1))(x)
+        # Graphs cannot warn (a host print does not compile with XLA): they run.
+        list(tf.data.Dataset.from_tensor_slices(x).batch(4).map(SimCLRAugmentation(SIZE)))
+
+
+def test_empty_images_are_refused_naming_the_shape():
+    layer = SimCLRAugmentation(SIZE, seed=0)
+    with pytest.raises(ValueError, match=r"height and width.*images.shape=\(2, 0, 0, 3\)"):
+        layer(np.zeros((2, 0, 0, 3), "uint8"))
+    step = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="height and width"):
+        step(tf.zeros((2, 0, 5, 3), tf.uint8))
+    assert step(tf.zeros((0, 24, 24, 3), tf.uint8)).shape == (0, SIZE, SIZE, 3)  # no images

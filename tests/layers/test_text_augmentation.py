@@ -179,7 +179,7 @@ def test_config_and_keras_round_trip(tmp_path):
     [("dropout_rate", -0.1), ("mask_rate", 1.5), ("min_span_fraction", 2.0)],
 )
 def test_bad_probabilities(name, value):
-    with pytest.raises(ValueError, match=f"`{name}` must be in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match=f"`{name}` must be a finite number in \\[0, 1\\]"):
         TextAugmentation(**{name: value})
 
 
@@ -197,9 +197,13 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"mask_token_id": "[MASK]"}, {"special_token_ids": (2, -1)}, {"pad_token_id": 0.0}],
+    "kwargs, error, name",
+    [
+        ({"mask_token_id": "[MASK]"}, TypeError, "mask_token_id"),
+        ({"special_token_ids": (2, -1)}, ValueError, "special_token_ids"),
+        ({"pad_token_id": 0.0}, TypeError, "pad_token_id"),
+    ],
 )
-def test_bad_token_ids(kwargs):
-    with pytest.raises(ValueError, match="`mask_token_id`, `pad_token_id` and `special_token_ids`"):
+def test_bad_token_ids(kwargs, error, name):
+    with pytest.raises(error, match=f"`{name}` must be an int >= 0"):
         TextAugmentation(**kwargs)

@@ -168,7 +168,7 @@ def test_saved_model_on_raw_strings(tmp_path, tokenizer_kind):
     "kwargs, error, name",
     [
         ({"sequence_length": 1}, ValueError, "sequence_length"),
-        ({"sequence_length": 4.0}, ValueError, "sequence_length"),
+        ({"sequence_length": 4.0}, TypeError, "sequence_length"),
         ({"tokenizer": "bpe"}, ValueError, "tokenizer"),
         ({"normalization_form": "NFX"}, ValueError, "normalization_form"),
         ({"vocabulary": "the cat"}, TypeError, "vocabulary"),

@@ -312,8 +312,12 @@ def test_wrong_rank_is_refused(case):
         case.make()(labels, x)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_batch_of_one_is_refused(case):
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if not c.name.startswith(("margin", "triplet_explicit"))],
+    ids=lambda c: c.name,
+)
+def test_batch_of_one_is_refused(case):  # pairs and triplets carry their negatives
     x = inputs(case)[:1].astype("float32")
     labels = None if case.labels is None else case.labels[:1]
     with pytest.raises(ValueError, match="at least 2"):

@@ -44,7 +44,7 @@ def test_two_view_with_in_step_augmentation_trains_and_embeds():
     model = kc.ContrastiveModel(
         encoder=kc.encoders.small_cnn(input_shape=(16, 16, 3), width=8, batch_norm=False),
         projection_head=head(),
-        augmenter=kc.layers.SimCLRAugmentation(image_size=(16, 16)),
+        augmenter=kc.layers.SimCLRAugmentation(image_size=(16, 16), value_range=(0, 1)),
     )
     model.compile(optimizer="adam")
     assert isinstance(model.loss, losses.NTXentLoss)  # the default
@@ -171,7 +171,7 @@ def test_keras_save_round_trip_gives_identical_embeddings_and_resumes(tmp_path):
     model = kc.ContrastiveModel(
         encoder=kc.encoders.small_cnn(input_shape=(16, 16, 3), width=8),
         projection_head=kc.layers.ProjectionHead(hidden_dims=(16,), output_dim=8),
-        augmenter=kc.layers.SimCLRAugmentation(image_size=(16, 16)),
+        augmenter=kc.layers.SimCLRAugmentation(image_size=(16, 16), value_range=(0, 1)),
         probe_classes=3,
     )
     model.compile(optimizer="adam", loss=losses.NTXentLoss(0.2))
@@ -272,3 +272,65 @@ def test_non_finite_loss_stops_training_with_a_clear_error():
     model.compile(optimizer=keras.optimizers.SGD(1e30))
     with pytest.raises(tf.errors.InvalidArgumentError, match="finite|NaN or Inf"):
         model.fit((v1 * 1e30, v2), batch_size=8, epochs=3, verbose=0)
+
+
+# ------------------------------------------------------ batch layout errors
+def zipped(parts, sizes, drop_remainder=False):
+    """A dataset zipping `parts`, each batched by its own size (so they can differ)."""
+    batched = tuple(
+        tf.data.Dataset.from_tensor_slices(p).batch(n, drop_remainder=drop_remainder)
+        for p, n in zip(parts, sizes, strict=True)
+    )
+    return tf.data.Dataset.zip(batched).take(1)
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_supervised_labels_not_of_shape_b_are_refused_with_the_layout(run_eagerly):
+    v1, v2, y = two_view_data(n=8)
+    one_hot = np.eye(2, dtype="int32")[y % 2]  # (8, 2): was read as a second view
+    model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
+    model.compile(optimizer="adam", loss=losses.SupConLoss(), run_eagerly=run_eagerly)
+    match = r"labels must be \(B,\).*\((8|None), 2\).*\(\(view_1, view_2\), labels\)"
+    with pytest.raises(ValueError, match=match):
+        model.fit(v1, one_hot, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match=match):  # with two views: not flattened to 16 labels
+        model.fit(zipped([(v1, v2), one_hot], [8, 8]), verbose=0)
+    model.fit(zipped([(v1, v2), y], [8, 8]), verbose=0)  # the two-view layout works
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+@pytest.mark.parametrize("case", ["labels", "views", "dual"])
+def test_parts_of_different_batch_sizes_are_refused_naming_them(case, drop_remainder):
+    v1, v2, y = two_view_data(n=16)
+    if case == "labels":
+        model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
+        model.compile(optimizer="adam", loss=losses.SupConLoss())
+        data, names = zipped([v1, y], [8, 7], drop_remainder), "`labels` and `inputs`"
+    elif case == "views":
+        model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
+        model.compile(optimizer="adam")
+        data, names = zipped([v1, v2], [8, 7], drop_remainder), "`view_2` and `view_1`"
+    else:
+        x, text, _ = clip_data(16)
+        model = clip_model()
+        model.compile(optimizer="adam")
+        data = zipped([x, text], [8, 7], drop_remainder).map(lambda i, t: {"image": i, "text": t})
+        names = "`text` and `image`"
+    error = ValueError if drop_remainder else tf.errors.InvalidArgumentError
+    with pytest.raises(error, match=f"{names} must have the same batch size"):
+        model.fit(data, verbose=0)
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_views_of_different_feature_shapes_are_refused(static):
+    v1, v2, _ = two_view_data(n=8)
+    model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
+    model.compile(optimizer="adam")
+    data, error = tf.data.Dataset.from_tensors((v1, v2[:, :5])), ValueError
+    if not static:  # feature sizes unknown when the step is traced
+        spec = (tf.TensorSpec((None, None), tf.float32),) * 2
+        batches = lambda: iter([(v1, v2[:, :5])])  # noqa: E731
+        data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+        error = tf.errors.InvalidArgumentError
+    with pytest.raises(error, match=r"`view_1` and `view_2` must have the same shape"):
+        model.fit(data, verbose=0)

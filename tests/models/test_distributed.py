@@ -1,5 +1,6 @@
 """ContrastiveModel under MirroredStrategy on logical CPUs equals one device."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -92,6 +93,78 @@ def test_one_step_matches_single_device(kind, num_replicas):
         np.testing.assert_allclose(w_mirrored, w_single, atol=1e-5)
 
 
+# Every loss the model trains with, on the data of its mode: (loss, batch layout).
+FIT_LOSSES = {
+    "ntxent": (lambda: losses.NTXentLoss(0.2), "views"),
+    "info_nce": (lambda: losses.InfoNCELoss(0.2), "views"),
+    "supcon": (lambda: losses.SupConLoss(0.2), "labelled_views"),
+    "triplet_batch_all": (lambda: losses.TripletLoss(0.5, "batch_all"), "labelled"),
+    "triplet_batch_hard": (lambda: losses.TripletLoss(0.5, "batch_hard"), "labelled"),
+    "triplet_semi_hard": (lambda: losses.TripletLoss(0.5, "semi_hard"), "labelled"),
+    "margin": (lambda: losses.ContrastiveMarginLoss(), "pairs"),
+    "clip": (lambda: losses.CLIPLoss(), "image_text"),
+    "siglip": (lambda: losses.SigLIPLoss(), "image_text"),
+}
+# (replicas, global batch): even, and uneven with >= 2 examples on each replica
+# (tf.data splits 7 as 4 + 3 and 11 as 3 + 3 + 3 + 2).
+SPLITS = [(2, 8), (2, 7), (4, 11)]
+STEPS = 2
+
+
+def fit_model(name):
+    layout = FIT_LOSSES[name][1]
+    if layout == "image_text":
+        scale = kc.layers.SigmoidLogitScale() if name == "siglip" else "learnable"
+        return kc.ContrastiveModel(
+            image_encoder=mlp(),
+            text_encoder=mlp(5),
+            image_head=head(),
+            text_head=head(),
+            logit_scale=scale,
+        )
+    return kc.ContrastiveModel(encoder=mlp(), projection_head=head())
+
+
+def fit_dataset(name, batch):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(STEPS * batch, 6)).astype("float32")
+    b = (a + rng.normal(scale=0.3, size=a.shape)).astype("float32")
+    labels = (np.arange(STEPS * batch) % 3).astype("int32")
+    data = {
+        "views": (a, b),
+        "labelled_views": ((a, b), labels),
+        "labelled": (a, labels),
+        "pairs": ((a, b[::-1]), (labels % 2).astype("float32")),
+        "image_text": {"image": a, "text": b[:, :5]},
+    }[FIT_LOSSES[name][1]]
+    return tf.data.Dataset.from_tensor_slices(data).batch(batch)
+
+
+@pytest.mark.parametrize("num_replicas,batch", SPLITS)
+@pytest.mark.parametrize("name", sorted(FIT_LOSSES))
+def test_fit_matches_single_device_for_even_and_uneven_splits(name, num_replicas, batch):
+    single = fit_model(name)
+    initial = single.get_weights()
+    single.compile(optimizer=keras.optimizers.SGD(0.5), loss=FIT_LOSSES[name][0]())
+    expected = single.fit(fit_dataset(name, batch), epochs=1, verbose=0).history
+    expected_eval = single.evaluate(fit_dataset(name, batch), verbose=0, return_dict=True)
+
+    with cpu_strategy(num_replicas).scope():
+        mirrored = fit_model(name)
+        mirrored.set_weights(initial)
+        mirrored.compile(optimizer=keras.optimizers.SGD(0.5), loss=FIT_LOSSES[name][0]())
+    got = mirrored.fit(fit_dataset(name, batch), epochs=1, verbose=0).history
+    got_eval = mirrored.evaluate(fit_dataset(name, batch), verbose=0, return_dict=True)
+
+    assert any(
+        np.abs(w - w0).max() > 1e-3 for w, w0 in zip(single.get_weights(), initial, strict=True)
+    )
+    for w_mirrored, w_single in zip(mirrored.get_weights(), single.get_weights(), strict=True):
+        np.testing.assert_allclose(w_mirrored, w_single, atol=2e-5)
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(got_eval["loss"], expected_eval["loss"], rtol=1e-5)
+
+
 def test_in_step_augmentation_differs_across_replicas():
     strategy = cpu_strategy(2)
     with strategy.scope():
@@ -144,4 +217,49 @@ def test_replica_batches_of_one_are_refused():
         env=env,
     )
     assert "REFUSED:" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "fewer than 2 examples" in result.stdout
+    assert "at least 2 examples on each replica" in result.stdout
+    assert "drop_remainder=True" in result.stdout
+
+
+# Two strategies in one fresh process, as in a notebook or a sweep: each trains a
+# model whose gathers differ in shape. With `ReplicaContext.all_gather` the second
+# fit aborted ("Shape mismatch in the collective instance"): both strategies'
+# collectives shared instance keys.
+TWO_STRATEGIES = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, keras_contrastive as kc
+
+def tower(input_dim):
+    inputs = keras.Input((input_dim,))
+    return keras.Model(inputs, keras.layers.Dense(4)(inputs))
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(8, 6)).astype("float32")
+labels = np.array([0, 1, 0, 1, 2, 2, 3, 3], "int32")
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    supcon = kc.ContrastiveModel(encoder=tower(6))
+    supcon.compile(optimizer="sgd", loss=kc.losses.SupConLoss())
+supcon.fit(tf.data.Dataset.from_tensor_slices((x, labels)).batch(8), verbose=0)
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    clip = kc.ContrastiveModel(image_encoder=tower(6), text_encoder=tower(5))
+    clip.compile(optimizer="sgd", loss=kc.losses.CLIPLoss())
+data = {"image": x[:6], "text": x[:6, :5]}
+history = clip.fit(tf.data.Dataset.from_tensor_slices(data).batch(6), epochs=2, verbose=0)
+print("LOSSES:", history.history["loss"])
+"""
+
+
+def test_two_models_under_two_fresh_strategies_in_one_process():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_STRATEGIES],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    losses = ast.literal_eval(result.stdout.split("LOSSES:")[1].strip())
+    assert len(losses) == 2 and all(np.isfinite(losses))

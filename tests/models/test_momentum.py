@@ -233,10 +233,50 @@ def test_unsupported_momentum_combinations_are_refused():
         kc.ContrastiveModel(encoder=Unbuilt(), momentum=0.9)
 
 
-def test_queue_size_not_a_multiple_of_the_global_batch_is_refused():
-    model = compile_(moco(queue_size=10))
-    with pytest.raises(ValueError, match="`queue_size`=10 must be a multiple of the global"):
-        model.fit(dataset().unbatch().batch(BATCH, drop_remainder=True), verbose=0)
-    model = compile_(moco(queue_size=8))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="`queue_size`=8"):
-        model.fit(dataset(batch=6), verbose=0)  # batches of 6, 6, 4: 6 does not divide 8
+def fifo(queue, pointer, keys):
+    """NumPy reference: writes `keys` one by one at `pointer`, wrapping around."""
+    queue = queue.copy()
+    for key in keys:
+        queue[pointer] = key
+        pointer = (pointer + 1) % len(queue)
+    return queue, pointer
+
+
+def batches(sizes):
+    """A dataset of the `pairs()` cut into consecutive batches of the given sizes."""
+    first_views, second_views = pairs(sum(sizes))
+    starts = np.cumsum([0, *sizes])
+    parts = [
+        tf.data.Dataset.from_tensors((first_views[a:b], second_views[a:b]))
+        for a, b in zip(starts[:-1], starts[1:], strict=True)
+    ]
+    dataset = parts[0]
+    for part in parts[1:]:
+        dataset = dataset.concatenate(part)
+    return dataset, [second_views[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+
+@pytest.mark.parametrize(
+    "queue_size, sizes, epochs",
+    [
+        # After 4, 4, 2 and 4 keys the pointer is at 6: the next batch of 4
+        # (epoch 2) goes to rows 6, 7, 0, 1.
+        (8, [4, 4, 2, 4], 2),
+        (8, [4, 2, 4], 1),  # the third batch straddles the end of the queue
+        (10, [4, 4, 4], 1),  # queue_size not a multiple of the batch
+        (4, [6, 2, 6], 1),  # a batch larger than the queue leaves its newest keys
+    ],
+)
+def test_queue_stays_fifo_for_any_batch_sizes(queue_size, sizes, epochs):
+    model = compile_(moco(queue_size=queue_size))
+    data, second_views = batches(sizes)
+    step = iter(second_views * epochs)
+    before = Record(lambda m: current_keys(m, next(step)), "begin")
+    after = Record(lambda m: (m.key_queue.keys.numpy(), int(m.key_queue.pointer.numpy())))
+    queue, pointer = model.key_queue.keys.numpy(), 0
+    model.fit(data, epochs=epochs, verbose=0, callbacks=[before, after])
+    assert len(after.values) == len(sizes) * epochs
+    for keys, (got_queue, got_pointer) in zip(before.values, after.values, strict=True):
+        queue, pointer = fifo(queue, pointer, keys)
+        assert got_pointer == pointer
+        np.testing.assert_allclose(got_queue, queue, atol=1e-6)

@@ -46,3 +46,53 @@ def test_label_and_positive_masks():
     labels = np.array([0, 1, 0])
     np.testing.assert_array_equal(kops.label_mask(labels), [[1, 0, 1], [0, 1, 0], [1, 0, 1]])
     np.testing.assert_array_equal(kops.positive_mask(labels), [[0, 0, 1], [0, 0, 0], [1, 0, 0]])
+
+
+SCALES = [1e-20, 1.0, 1e20]
+
+
+def _as_float32(x):
+    """A float64 value as float32 rounds it: inf beyond the float32 range."""
+    with np.errstate(over="ignore"):
+        return np.asarray(x, np.float64).astype(np.float32)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("distance", ["euclidean", "squared_euclidean"])
+def test_distances_are_right_at_any_scale(scale, distance):
+    x = (np.random.default_rng(0).normal(size=(5, 3)) * scale).astype("float32")
+    y = (np.random.default_rng(1).normal(size=(5, 3)) * scale).astype("float32")
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    sq = ((x64[:, None] - y64[None]) ** 2).sum(-1)
+    expected = sq if distance == "squared_euclidean" else np.sqrt(sq)
+    tiny = np.finfo(np.float32).tiny  # TensorFlow flushes float32 results below it to 0
+    np.testing.assert_allclose(
+        kops.pairwise_distance(x, y, distance), _as_float32(expected), rtol=1e-5, atol=tiny
+    )
+    np.testing.assert_allclose(
+        kops.paired_distance(x, y, distance), _as_float32(np.diag(expected)), rtol=1e-5, atol=tiny
+    )
+    self_distance = np.asarray(kops.pairwise_distance(x, distance=distance))
+    assert np.all(np.diag(self_distance) == 0)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_euclidean_distance_gradients_are_right_at_any_scale(scale):
+    import tensorflow as tf
+
+    x = (np.random.default_rng(0).normal(size=(5, 3)) * scale).astype("float32")
+    y = (np.random.default_rng(1).normal(size=(5, 3)) * scale).astype("float32")
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    diff = x64[:, None] - y64[None]
+    unit = diff / np.linalg.norm(diff, axis=-1, keepdims=True)  # d ||x_i - y_j|| / d x_i
+    variable = tf.Variable(x)
+    with tf.GradientTape(persistent=True) as tape:
+        pairwise = tf.reduce_sum(kops.pairwise_distance(variable, y))
+        paired = tf.reduce_sum(kops.paired_distance(variable, y))
+    np.testing.assert_allclose(tape.gradient(pairwise, variable), unit.sum(1), rtol=1e-4)
+    np.testing.assert_allclose(
+        tape.gradient(paired, variable), unit[np.arange(5), np.arange(5)], rtol=1e-4
+    )
+    with tf.GradientTape() as tape:  # coinciding points: gradient 0, not NaN
+        same = tf.reduce_sum(kops.paired_distance(variable, tf.identity(variable)))
+    np.testing.assert_array_equal(tape.gradient(same, variable), 0.0)
