@@ -3,11 +3,11 @@
 Used by the backups of `kc.callbacks.BackupAndRestore`, by `kc.export` and by
 `EmbeddingIndex.save`; it imports nothing from the package, so every layer may use it.
 
-A new file or directory is written to a temporary sibling (`.NAME.tmp-XXXXXXXX`,
+A new file or directory is written to a temporary sibling (`.NAME.tmp-<8 hex digits>`,
 same directory, so same filesystem), flushed to disk with `fsync`, and renamed
 into place. Renaming a file over a file is atomic (`os.replace`). Renaming a
 directory over a non-empty directory is not possible on POSIX, so a directory
-is replaced in two renames: `path -> .NAME.old-XXXXXXXX`, then the new one to
+is replaced in two renames: `path -> .NAME.old-<8 hex digits>`, then the new one to
 `path`, then the old one is deleted. Between the two renames (two system calls)
 `path` is missing; if the process dies right there, the complete old directory
 is left as `.NAME.old-*`, and `recover` (run at the start of every write to

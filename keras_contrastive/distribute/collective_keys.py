@@ -2,7 +2,7 @@
 
 `tf.distribute.MirroredStrategy` numbers its collective ops (the gradient
 all-reduce, `all_reduce`, `all_gather`) from the same group and instance keys
-in every strategy of a process (TF 2.21; "use random key starts" is a TODO in
+in every strategy of a process (TF 2.21; "use random key starts" is an open to-do in
 `cross_device_utils.CollectiveKeys`). The runtime remembers each key's group
 size and shapes, so a second strategy in the same process (a notebook, a
 sweep, a script comparing two set-ups) whose model differs from the first's
