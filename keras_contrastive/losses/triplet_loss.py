@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_contrastive.distribute import gather_candidates, global_sum, replica_context
+from keras_contrastive.distribute import gather_candidates, global_sum
 from keras_contrastive.losses._base import ContrastiveLoss, embeddings, integer_labels
 from keras_contrastive.ops import mining
 from keras_contrastive.ops._validation import (
@@ -70,10 +70,8 @@ def triplet_loss(y_true, y_pred, margin=1.0, mining="batch_all", distance="eucli
         return ops.maximum(_explicit_gap(x, distance) + margin, 0.0)
     x = embeddings(y_pred)
     labels = integer_labels(y_true, x)
-    if replica_context() is None:
-        scaled = scaled_pairwise_distance(x, distance=distance)
-        return _in_scaled_units(lambda d, m: MINING[mining](labels, d, m), scaled, margin)
-    # Local anchors mined against the candidates of every replica.
+    # Local anchors mined against the candidates of every replica (outside a
+    # strategy the gather is the identity and `global_sum` returns its input).
     candidates, offset = gather_candidates(x)
     candidate_labels, _ = gather_candidates(labels)
     scaled = scaled_pairwise_distance(x, candidates, distance=distance)

@@ -124,19 +124,20 @@ class TwoViewMode(Mode):
             raise structure_error(self.expected, data)
         _check_second_element_is_no_view(model.loss, data, x, labels)
         if pairs:
-            name = "x_1" if isinstance(model.loss, losses.ContrastiveMarginLoss) else "view_1"
-            (second,) = check_batch_parts(name, x[0], **{name.replace("1", "2"): x[1]})
-            reference = check_same_shape(name, x[0], name.replace("1", "2"), second)
+            margin = isinstance(model.loss, losses.ContrastiveMarginLoss)
+            name, second_name = ("x_1", "x_2") if margin else ("view_1", "view_2")
+            (second,) = check_batch_parts(name, x[0], **{second_name: x[1]})
+            reference = check_same_shape(name, x[0], second_name, second)
             views = ops.stack((reference, second), axis=1)
         else:
             name, reference = "inputs", x
+            if model.augmenter is not None:
+                views = model._views(x, training=True, seed=seed)
+            else:
+                views = ops.expand_dims(x, 1)
         labels, sample_weight = check_batch_parts(
             name, reference, labels=labels, sample_weight=batch.sample_weight
         )
-        if not pairs and model.augmenter is not None:
-            views = model._views(x, training=True, seed=seed)
-        elif not pairs:
-            views = ops.expand_dims(x, 1)
         y_true = self._check_labels(model.loss, labels, pairs, views.shape[1], data)
         probe_labels = None  # the margin loss's labels are pair flags, not classes
         if labels is not None and not isinstance(model.loss, losses.ContrastiveMarginLoss):

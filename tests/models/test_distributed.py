@@ -207,15 +207,16 @@ except tf.errors.InvalidArgumentError as error:
 """
 
 
-def test_replica_batches_of_one_are_refused():
+def run_fresh(script):
+    """Runs `script` in a fresh Python process (its own devices and strategies)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", REPLICA_BATCH_OF_ONE],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
     )
+
+
+def test_replica_batches_of_one_are_refused():
+    result = run_fresh(REPLICA_BATCH_OF_ONE)
     assert "REFUSED:" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
     assert "at least 2 examples on each replica" in result.stdout
     assert "drop_remainder=True" in result.stdout
@@ -252,14 +253,7 @@ print("LOSSES:", history.history["loss"])
 
 
 def test_two_models_under_two_fresh_strategies_in_one_process():
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", TWO_STRATEGIES],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    result = run_fresh(TWO_STRATEGIES)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     losses = ast.literal_eval(result.stdout.split("LOSSES:")[1].strip())
     assert len(losses) == 2 and all(np.isfinite(losses))
