@@ -85,8 +85,21 @@ def ntxent_floor(z):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
 
+def one_input(data):
+    """`data` as `fit` reads it: a batch of `(view_1, view_2)` is one input, `((view_1, view_2),)`.
+
+    Keras reads a batch as `(x, y, sample_weight)`, so a pair of views is
+    nested as the single `x`; the floor and the peer take the pairs as they are.
+    """
+    spec = data.element_spec
+    pair = isinstance(spec, tuple) and len(spec) == 2
+    if pair and all(isinstance(part, tf.TensorSpec) for part in spec):
+        return data.map(lambda view_1, view_2: ((view_1, view_2),))
+    return data
+
+
 class FitStep:
-    """`model.fit` on `data` (an infinite `tf.data.Dataset`), timed per step."""
+    """`model.fit` on `one_input(data)` (an infinite `tf.data.Dataset`), timed per step."""
 
     def __init__(self, model, data, loss=None, jit=False, steps_per_execution=1):
         model.compile(
@@ -95,7 +108,7 @@ class FitStep:
             jit_compile=jit,
             steps_per_execution=steps_per_execution,
         )
-        self.model, self.data = model, data
+        self.model, self.data = model, one_input(data)
         self.seconds_per_step(2 * steps_per_execution)  # trace, compile, warm up
 
     def seconds_per_step(self, steps):

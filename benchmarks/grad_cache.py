@@ -54,7 +54,7 @@ def measure(batch, chunks, steps, loss_chunk_size):
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
     rng = np.random.default_rng(0)
     views = tuple(rng.uniform(size=(batch, 32, 32, 3)).astype("float32") for _ in range(2))
-    data = tf.data.Dataset.from_tensors(views).repeat()
+    data = tf.data.Dataset.from_tensors((views,)).repeat()  # one input: ((v1, v2),)
     before = current_rss_mib()
     start = time.perf_counter()
     first = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0).history["loss"][0]

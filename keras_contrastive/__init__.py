@@ -25,6 +25,8 @@ from keras_contrastive import (  # noqa: E402
     export,
     layers,
     losses,
+    methods,
+    metrics,
     models,
     ops,
 )

@@ -23,6 +23,8 @@ SUBPACKAGES = (
     "export",
     "layers",
     "losses",
+    "methods",
+    "metrics",
     "models",
     "ops",
 )

@@ -75,7 +75,7 @@ class BackupAndRestore(keras.callbacks.Callback):
     >>> model.compile(optimizer="adam", loss=kc.losses.NTXentLoss())
     >>> views = np.random.normal(size=(16, 2, 8)).astype("float32")
     >>> backup = kc.callbacks.BackupAndRestore("/tmp/kc_backup", save_freq=2)
-    >>> history = model.fit(views[:, 0], views[:, 1], batch_size=4, epochs=2,
+    >>> history = model.fit((views[:, 0], views[:, 1]), batch_size=4, epochs=2,
     ...                     shuffle=False, callbacks=[backup], verbose=0)
     """
 

@@ -22,8 +22,10 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
     """Turns arrays into a batched, prefetched `tf.data.Dataset`.
 
     Args:
-        x: an array, or a dict or tuple of arrays (e.g. `(x_1, x_2)` pairs),
-            with one row per example.
+        x: an array, or a dict or tuple of arrays (e.g. `(view_1, view_2)`
+            views or `(x_1, x_2)` pairs), with one row per example. Without
+            `y`, a tuple is yielded as `(x,)`: Keras reads a batch as `(x, y,
+            sample_weight)`, so several inputs are one tuple inside it.
         y: optional array of labels, one per row of `x`. Defaults to `None`
             (elements are `x` batches only, as for self-supervised training).
         batch_size: int > 0. Defaults to `128`.
@@ -35,7 +37,8 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
             Defaults to `False`.
 
     Returns:
-        A `tf.data.Dataset` of `x` batches, or of `(x, y)` batches.
+        A `tf.data.Dataset` of `x` batches (`(x,)` for a tuple `x`), or of
+        `(x, y)` batches.
 
     Example:
 
@@ -45,7 +48,7 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
     """
     size = len(tf.nest.flatten(x)[0] if isinstance(x, (dict, tuple)) else x)
     if y is None:
-        dataset = tf.data.Dataset.from_tensor_slices(x)
+        dataset = tf.data.Dataset.from_tensor_slices((x,) if isinstance(x, tuple) else x)
     else:
         if len(y) != size:
             raise ValueError(

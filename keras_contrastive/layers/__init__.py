@@ -1,7 +1,9 @@
-"""Keras layers: two-view augmentation, text preprocessing, projection heads."""
+"""Keras layers: two-view augmentation, text preprocessing, projection heads, MoCo keys."""
 
+from keras_contrastive.layers.key_queue import KeyQueue
 from keras_contrastive.layers.l2_normalize import L2Normalize
 from keras_contrastive.layers.logit_scale import LogitScale
+from keras_contrastive.layers.momentum_encoder import MomentumEncoder
 from keras_contrastive.layers.multi_view import MultiView
 from keras_contrastive.layers.projection_head import ProjectionHead
 from keras_contrastive.layers.sigmoid_logit_scale import SigmoidLogitScale

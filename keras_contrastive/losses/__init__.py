@@ -1,5 +1,7 @@
 """Contrastive losses: pure per-example functions and their `keras.losses.Loss` classes."""
 
+from keras_contrastive.losses._base import LossContract, contract_of
+from keras_contrastive.losses.barlow_twins_loss import BarlowTwinsLoss, barlow_twins_loss
 from keras_contrastive.losses.clip_loss import CLIPLoss, clip_loss
 from keras_contrastive.losses.contrastive_margin_loss import (
     ContrastiveMarginLoss,
@@ -10,3 +12,4 @@ from keras_contrastive.losses.ntxent_loss import NTXentLoss, ntxent_loss
 from keras_contrastive.losses.siglip_loss import SigLIPLoss, siglip_loss
 from keras_contrastive.losses.supcon_loss import SupConLoss, supcon_loss
 from keras_contrastive.losses.triplet_loss import TripletLoss, triplet_loss
+from keras_contrastive.losses.vicreg_loss import VICRegLoss, vicreg_loss

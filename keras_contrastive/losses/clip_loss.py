@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates, replica_context
-from keras_contrastive.losses._base import ContrastiveLoss, integer_labels, views
+from keras_contrastive.losses._base import ContrastiveLoss, LossContract, integer_labels, views
 from keras_contrastive.ops._validation import check_bool, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
@@ -93,10 +93,15 @@ class CLIPLoss(ContrastiveLoss):
 
     Calling the loss returns the mean over pairs.
 
+    State inputs: `y_pred` may also be a dict `{"embeddings": (B, 2, D),
+    "temperature": τ}`, with τ a scalar tensor or variable (e.g. a model's
+    learned `kc.layers.LogitScale.temperature`, which receives gradients). The
+    given τ is used for that call instead of the configured one, which is left
+    unchanged.
+
     Args:
         temperature: `τ > 0`, float or scalar tensor/variable. Default 0.07
-            (CLIP's initial temperature). A `ContrastiveModel` with
-            `logit_scale="learnable"` passes its learned temperature instead.
+            (CLIP's initial temperature).
         chunk_size: `None` (default, dense) or an int `>= 1`: score the
             pairs in blocks of that many rows, recomputed in the backward
             pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
@@ -128,12 +133,18 @@ class CLIPLoss(ContrastiveLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_positive("temperature", temperature)
         self.use_group_ids = check_bool("use_group_ids", use_group_ids)
-        self.labels = "integer" if self.use_group_ids else "ignored"
         self.chunk_size = check_chunk_size(chunk_size)
 
+    @property
+    def contract(self):
+        labels = "integer" if self.use_group_ids else "ignored"
+        return LossContract(labels=labels, y_pred="pair", state=("temperature",))
+
     def call(self, y_true, y_pred):
+        y_pred, state = self._split_state(y_pred)
         group_ids = y_true if self.use_group_ids else None
-        return clip_loss(group_ids, y_pred, self.temperature, self.chunk_size)
+        temperature = state.get("temperature", self.temperature)
+        return clip_loss(group_ids, y_pred, temperature, self.chunk_size)
 
     def get_config(self):
         return {

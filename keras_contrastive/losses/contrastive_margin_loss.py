@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_contrastive.losses._base import ContrastiveLoss, views
+from keras_contrastive.losses._base import ContrastiveLoss, LossContract, views
 from keras_contrastive.ops._validation import (
     check_bool,
     check_choice,
@@ -104,7 +104,7 @@ class ContrastiveMarginLoss(ContrastiveLoss):
     Learning an Invariant Mapping", CVPR 2006.
     """
 
-    labels = "any"
+    contract = LossContract(labels="pairs", y_pred="pair")
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class ContrastiveMarginLoss(ContrastiveLoss):
         self.distance = check_choice("distance", distance, _PAIR_DISTANCES)
 
     def call(self, y_true, y_pred):
+        y_pred, _ = self._split_state(y_pred)
         return contrastive_margin_loss(y_true, y_pred, self.margin, self.squared, self.distance)
 
     def get_config(self):

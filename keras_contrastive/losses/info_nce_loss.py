@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates
-from keras_contrastive.losses._base import ContrastiveLoss, embeddings, views
+from keras_contrastive.losses._base import ContrastiveLoss, LossContract, embeddings, views
 from keras_contrastive.ops._validation import check_dim, check_positive, check_rank
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
@@ -76,10 +76,17 @@ class InfoNCELoss(ContrastiveLoss):
     The other in-batch keys, and `negative_keys` when given, are the negatives.
     `y_true` is ignored. Calling the loss returns the mean over queries.
 
+    State inputs: `y_pred` may also be a dict `{"embeddings": (B, 2, D),
+    "temperature": τ, "negative_keys": (M, D)}` with either or both state
+    entries: a scalar tensor or variable τ (which receives gradients), and
+    extra negatives such as a MoCo queue, which replace the configured
+    `negative_keys`. The given values are used for that call only; the
+    configured ones are left unchanged.
+
     Args:
         temperature: `τ > 0`. Default 0.07 (MoCo).
         negative_keys: optional fixed `(M, D)` extra negatives, saved in the
-            config. A model with a queue passes its queue to `info_nce_loss`.
+            config.
         chunk_size: `None` (default, dense) or an int `>= 1`: score the
             queries in blocks of that many rows, recomputed in the backward
             pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
@@ -96,6 +103,8 @@ class InfoNCELoss(ContrastiveLoss):
     Predictive Coding", 2018.
     """
 
+    contract = LossContract(labels="ignored", y_pred="pair", state=("temperature", "negative_keys"))
+
     def __init__(
         self,
         temperature=0.07,
@@ -111,7 +120,14 @@ class InfoNCELoss(ContrastiveLoss):
         self.chunk_size = check_chunk_size(chunk_size)
 
     def call(self, y_true, y_pred):
-        return info_nce_loss(y_true, y_pred, self.temperature, self.negative_keys, self.chunk_size)
+        y_pred, state = self._split_state(y_pred)
+        return info_nce_loss(
+            y_true,
+            y_pred,
+            state.get("temperature", self.temperature),
+            state.get("negative_keys", self.negative_keys),
+            self.chunk_size,
+        )
 
     def get_config(self):
         keys = None if self.negative_keys is None else self.negative_keys.tolist()

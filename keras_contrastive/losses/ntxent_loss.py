@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates
-from keras_contrastive.losses._base import ContrastiveLoss, views
+from keras_contrastive.losses._base import ContrastiveLoss, LossContract, views
 from keras_contrastive.ops._validation import check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
@@ -81,6 +81,11 @@ class NTXentLoss(ContrastiveLoss):
     distribution strategy). `y_true` is ignored. Calling the loss returns the
     mean over the 2B anchors.
 
+    State inputs: `y_pred` may also be a dict `{"embeddings": (B, 2, D),
+    "temperature": τ}`, with τ a scalar tensor or variable (a model's learned
+    temperature, which receives gradients). The given τ is used for that call
+    instead of the configured one, which is left unchanged.
+
     Args:
         temperature: `τ > 0`. Default 0.1 (SimCLR code default).
         chunk_size: `None` (default, dense) or an int `>= 1`: score the
@@ -100,6 +105,8 @@ class NTXentLoss(ContrastiveLoss):
     Visual Representations", ICML 2020.
     """
 
+    contract = LossContract(labels="ignored", y_pred="pair", state=("temperature",))
+
     def __init__(
         self,
         temperature=0.1,
@@ -113,7 +120,9 @@ class NTXentLoss(ContrastiveLoss):
         self.chunk_size = check_chunk_size(chunk_size)
 
     def call(self, y_true, y_pred):
-        return ntxent_loss(y_true, y_pred, self.temperature, self.chunk_size)
+        y_pred, state = self._split_state(y_pred)
+        temperature = state.get("temperature", self.temperature)
+        return ntxent_loss(y_true, y_pred, temperature, self.chunk_size)
 
     def get_config(self):
         return {

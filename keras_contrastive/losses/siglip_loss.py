@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates
-from keras_contrastive.losses._base import ContrastiveLoss, integer_labels, views
+from keras_contrastive.losses._base import ContrastiveLoss, LossContract, integer_labels, views
 from keras_contrastive.ops._validation import check_bool, check_number, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
@@ -87,11 +87,15 @@ class SigLIPLoss(ContrastiveLoss):
     Calling the loss returns the mean over images, i.e. the sum over all
     image–text pairs divided by B, as in the paper.
 
+    State inputs: `y_pred` may also be a dict `{"embeddings": (B, 2, D),
+    "temperature": τ, "bias": b}` with either or both state entries, each a
+    scalar tensor or variable (e.g. those of `kc.layers.SigmoidLogitScale`,
+    which receive gradients). The given values are used for that call instead
+    of the configured ones, which are left unchanged.
+
     Args:
         temperature: `τ = 1/t > 0`, float or scalar tensor/variable. Default
-            0.1 (SigLIP's initial `t = 10`). Learn it with
-            `kc.layers.SigmoidLogitScale`, whose `temperature` and `bias` a
-            model passes in place of these.
+            0.1 (SigLIP's initial `t = 10`).
         bias: `b`, float or scalar tensor/variable. Default −10 (SigLIP).
         use_group_ids: if True, `y_true` holds `(B,)` integer group ids and
             every pair within a group is a match; if False (default), `y_true`
@@ -126,12 +130,23 @@ class SigLIPLoss(ContrastiveLoss):
         self.temperature = check_positive("temperature", temperature)
         self.bias = _check_bias(bias)
         self.use_group_ids = check_bool("use_group_ids", use_group_ids)
-        self.labels = "integer" if self.use_group_ids else "ignored"
         self.chunk_size = check_chunk_size(chunk_size)
 
+    @property
+    def contract(self):
+        labels = "integer" if self.use_group_ids else "ignored"
+        return LossContract(labels=labels, y_pred="pair", state=("temperature", "bias"))
+
     def call(self, y_true, y_pred):
+        y_pred, state = self._split_state(y_pred)
         group_ids = y_true if self.use_group_ids else None
-        return siglip_loss(group_ids, y_pred, self.temperature, self.bias, self.chunk_size)
+        return siglip_loss(
+            group_ids,
+            y_pred,
+            state.get("temperature", self.temperature),
+            state.get("bias", self.bias),
+            self.chunk_size,
+        )
 
     def get_config(self):
         return {

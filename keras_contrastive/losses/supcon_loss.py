@@ -4,7 +4,12 @@ import keras
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates, global_sum
-from keras_contrastive.losses._base import ContrastiveLoss, embeddings, integer_labels
+from keras_contrastive.losses._base import (
+    ContrastiveLoss,
+    LossContract,
+    embeddings,
+    integer_labels,
+)
 from keras_contrastive.ops._validation import check_positive, check_rank
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
 from keras_contrastive.ops.similarity import l2_normalize
@@ -97,6 +102,11 @@ class SupConLoss(ContrastiveLoss):
 
     Calling the loss returns the mean over the anchors that have a positive.
 
+    State inputs: `y_pred` may also be a dict `{"embeddings": (B, [V,] D),
+    "temperature": τ}`, with τ a scalar tensor or variable (which receives
+    gradients). The given τ is used for that call instead of the configured
+    one, which is left unchanged.
+
     Args:
         temperature: `τ > 0`. Default 0.1 (Khosla et al. 2020 use 0.1).
         base_temperature: `None` (factor 1) or `τ_base > 0` for the reference
@@ -116,7 +126,7 @@ class SupConLoss(ContrastiveLoss):
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
     """
 
-    labels = "integer"
+    contract = LossContract(labels="integer", y_pred="views", state=("temperature",))
 
     def __init__(
         self,
@@ -135,7 +145,9 @@ class SupConLoss(ContrastiveLoss):
         self.chunk_size = check_chunk_size(chunk_size)
 
     def call(self, y_true, y_pred):
-        return supcon_loss(y_true, y_pred, self.temperature, self.base_temperature, self.chunk_size)
+        y_pred, state = self._split_state(y_pred)
+        temperature = state.get("temperature", self.temperature)
+        return supcon_loss(y_true, y_pred, temperature, self.base_temperature, self.chunk_size)
 
     def get_config(self):
         return {

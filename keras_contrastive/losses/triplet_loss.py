@@ -4,7 +4,12 @@ import keras
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates, global_sum
-from keras_contrastive.losses._base import ContrastiveLoss, embeddings, integer_labels
+from keras_contrastive.losses._base import (
+    ContrastiveLoss,
+    LossContract,
+    embeddings,
+    integer_labels,
+)
 from keras_contrastive.ops import mining
 from keras_contrastive.ops._validation import (
     check_choice,
@@ -119,7 +124,9 @@ class TripletLoss(ContrastiveLoss):
     """Triplet loss: `(B,)` int labels with `(B, D)` embeddings, or `(B, 3, D)` triplets.
 
     Calling the loss returns the mean defined by the mining strategy (see
-    `triplet_loss`).
+    `triplet_loss`). Its `contract` is what a training method feeds: integer
+    labels with `(B, D)` embeddings; the explicit triplets are for calling the
+    loss directly.
 
     Args:
         margin: `α >= 0`. Default 1.0 (tensorflow-addons' default; FaceNet
@@ -139,7 +146,7 @@ class TripletLoss(ContrastiveLoss):
     References: Schroff et al., "FaceNet", CVPR 2015; Hermans et al. 2017.
     """
 
-    labels = "integer"
+    contract = LossContract(labels="integer", y_pred="single")
 
     def __init__(
         self,
@@ -159,6 +166,7 @@ class TripletLoss(ContrastiveLoss):
         return len(getattr(y_pred, "shape", ())) != 3
 
     def call(self, y_true, y_pred):
+        y_pred, _ = self._split_state(y_pred)
         return triplet_loss(y_true, y_pred, self.margin, self.mining, self.distance)
 
     def get_config(self):

@@ -1,3 +1,4 @@
-"""ContrastiveModel: two-view, supervised and dual-encoder training with `model.fit`."""
+"""ContrastiveModel, the training step over a `kc.methods.Method`, and GradientCache."""
 
 from keras_contrastive.models.contrastive_model import ContrastiveModel
+from keras_contrastive.models.gradient_cache import GradientCache

@@ -32,11 +32,28 @@ def test_two_view_pairs_loss_decreases(loss):
     v1, v2, _ = two_view_data()
     model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss=loss)
-    dataset = tf.data.Dataset.from_tensor_slices((v1, v2)).batch(16)
+    dataset = tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(16)  # x = (v1, v2)
     history = model.fit(dataset, epochs=10, verbose=0)  # 20 steps
     first, last = first_and_last(history)
     assert last < 0.9 * first
     assert history.history["contrastive_accuracy"][-1] > history.history["contrastive_accuracy"][0]
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_two_view_dataset_of_unnested_views_is_refused_naming_the_layout(run_eagerly):
+    # Keras reads a batch `(v1, v2)` as `(x, y)`: the second view would be the labels.
+    v1, v2, _ = two_view_data(n=16)
+    model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
+    model.compile(optimizer="adam", run_eagerly=run_eagerly)
+    assert isinstance(model.method, kc.methods.TwoView)
+    unnested = tf.data.Dataset.from_tensor_slices((v1, v2)).batch(8)
+    with pytest.raises(ValueError, match=r"wrong structure.*yielded as `\(\(view_1, view_2\),\)`"):
+        model.fit(unnested, verbose=0)
+    assert int(model.optimizer.iterations) == 0  # refused before any step
+    nested = unnested.map(lambda a, b: ((a, b),))  # the fix the error names
+    history = model.fit(nested, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 2
+    assert np.isfinite(history.history["loss"][0])
 
 
 def test_two_view_with_in_step_augmentation_trains_and_embeds():
@@ -149,8 +166,13 @@ def test_dual_encoder_with_siglip_learns_temperature_and_bias():
 
 def test_sigmoid_logit_scale_needs_the_siglip_loss():
     model = clip_model(logit_scale=kc.layers.SigmoidLogitScale())
-    with pytest.raises(ValueError, match="SigLIPLoss"):
+    match = (
+        r"DualEncoder .* taking state \('temperature', 'bias'\)\. CLIPLoss declares"
+        r".*use kc.losses.SigLIPLoss"
+    )
+    with pytest.raises(ValueError, match=match):
         model.compile(optimizer="adam", loss=losses.CLIPLoss())
+    model.compile(optimizer="adam", loss=losses.SigLIPLoss())  # the loss that takes the bias
 
 
 def test_dual_encoder_group_ids():
@@ -250,10 +272,19 @@ def test_head_with_wrong_output_rank_is_refused():
         model.fit((v1, v2), batch_size=8, verbose=0)
 
 
-def test_loss_incompatible_with_mode_is_refused():
-    with pytest.raises(ValueError, match="loss"):
-        kc.ContrastiveModel(encoder=mlp()).compile(loss=keras.losses.MeanSquaredError())
-    with pytest.raises(ValueError, match="SupConLoss"):
+def test_loss_incompatible_with_the_method_is_refused():
+    # A loss without a contract is read as Keras' (B,) labels, (B, D): TwoView cannot feed it.
+    model = kc.ContrastiveModel(encoder=mlp(), method=kc.methods.TwoView())
+    match = r"TwoView trains with a loss .* MeanSquaredError declares labels='integer'"
+    with pytest.raises(ValueError, match=match):
+        model.compile(loss=keras.losses.MeanSquaredError())
+    with pytest.raises(ValueError, match=r"Pairs trains with a loss .* NTXentLoss declares"):
+        kc.ContrastiveModel(encoder=mlp(), method=kc.methods.Pairs()).compile(
+            loss=losses.NTXentLoss()
+        )
+    with pytest.raises(ValueError, match="must be a keras.losses.Loss instance"):
+        kc.ContrastiveModel(encoder=mlp()).compile(loss="mse")
+    with pytest.raises(ValueError, match=r"DualEncoder trains with a loss .* SupConLoss declares"):
         clip_model().compile(loss=losses.SupConLoss())
 
 
@@ -287,10 +318,10 @@ def zipped(parts, sizes, drop_remainder=False):
 @pytest.mark.parametrize("run_eagerly", [False, True])
 def test_supervised_labels_not_of_shape_b_are_refused_with_the_layout(run_eagerly):
     v1, v2, y = two_view_data(n=8)
-    one_hot = np.eye(2, dtype="int32")[y % 2]  # (8, 2): was read as a second view
+    one_hot = np.eye(2, dtype="int32")[y % 2]  # (8, 2), not (B,)
     model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
     model.compile(optimizer="adam", loss=losses.SupConLoss(), run_eagerly=run_eagerly)
-    match = r"labels must be \(B,\).*\((8|None), 2\).*\(\(view_1, view_2\), labels\)"
+    match = r"\(\(view_1, view_2\), labels\).*\((8|None), 2\).*`y` \(labels\) must be \(B,\)"
     with pytest.raises(ValueError, match=match):
         model.fit(v1, one_hot, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match=match):  # with two views: not flattened to 16 labels
@@ -305,11 +336,12 @@ def test_parts_of_different_batch_sizes_are_refused_naming_them(case, drop_remai
     if case == "labels":
         model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
         model.compile(optimizer="adam", loss=losses.SupConLoss())
-        data, names = zipped([v1, y], [8, 7], drop_remainder), "`labels` and `inputs`"
+        data, names = zipped([v1, y], [8, 7], drop_remainder), "`labels` and `x`"
     elif case == "views":
         model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
         model.compile(optimizer="adam")
-        data, names = zipped([v1, v2], [8, 7], drop_remainder), "`view_2` and `view_1`"
+        data = zipped([v1, v2], [8, 7], drop_remainder).map(lambda a, b: ((a, b),))
+        names = "`view_2` and `view_1`"
     else:
         x, text, _ = clip_data(16)
         model = clip_model()
@@ -326,10 +358,10 @@ def test_views_of_different_feature_shapes_are_refused(static):
     v1, v2, _ = two_view_data(n=8)
     model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
     model.compile(optimizer="adam")
-    data, error = tf.data.Dataset.from_tensors((v1, v2[:, :5])), ValueError
+    data, error = tf.data.Dataset.from_tensors(((v1, v2[:, :5]),)), ValueError
     if not static:  # feature sizes unknown when the step is traced
-        spec = (tf.TensorSpec((None, None), tf.float32),) * 2
-        batches = lambda: iter([(v1, v2[:, :5])])  # noqa: E731
+        spec = ((tf.TensorSpec((None, None), tf.float32),) * 2,)
+        batches = lambda: iter([((v1, v2[:, :5]),)])  # noqa: E731
         data = tf.data.Dataset.from_generator(batches, output_signature=spec)
         error = tf.errors.InvalidArgumentError
     with pytest.raises(error, match=r"`view_1` and `view_2` must have the same shape"):

@@ -35,6 +35,11 @@ def make(kind, chunks, **kwargs):
             encoder=mlp(), projection_head=head(), probe_classes=3, gradient_cache_chunks=chunks
         )
         return model, losses.SupConLoss(0.2), ((x, noisy), np.arange(BATCH) % 3)
+    if kind == "supervised_one_view":  # `(x, labels)`: each example is its only view
+        model = kc.ContrastiveModel(
+            encoder=mlp(), projection_head=head(), gradient_cache_chunks=chunks
+        )
+        return model, losses.SupConLoss(0.2), (x, np.arange(BATCH) % 3)
     if kind == "clip":  # raw strings, token embeddings, learned temperature
         preprocessor = kc.layers.TextPreprocessor.from_corpus(
             CAPTIONS, vocabulary_size=20, sequence_length=4, tokenizer="whitespace"
@@ -70,7 +75,7 @@ def make(kind, chunks, **kwargs):
     model = kc.ContrastiveModel(
         encoder=mlp(**kwargs), projection_head=head(), gradient_cache_chunks=chunks
     )
-    return model, losses.NTXentLoss(0.2), (x, noisy)
+    return model, losses.NTXentLoss(0.2), ((x, noisy),)  # two views made in tf.data: one input
 
 
 def one_step(model, loss, data, weights):
@@ -99,13 +104,34 @@ def test_one_step_in_four_chunks_equals_the_full_batch_step(kind):
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5)
 
 
+def test_supervised_one_view_batches_in_chunks_equal_the_plain_step():
+    # kc.methods.Supervised (chosen from SupConLoss's integer labels) on
+    # `(x, labels)`: SupCon over the 16 single-view embeddings of 3 classes.
+    plain, loss, data = make("supervised_one_view", chunks=1)
+    initial = plain.get_weights()
+    expected = one_step(plain, loss, data, initial)
+    cached, loss, data = make("supervised_one_view", chunks=4)
+    got = one_step(cached, loss, data, initial)
+    for model in (plain, cached):
+        assert isinstance(model.method, kc.methods.Supervised)
+    assert plain.gradient_cache is None
+    assert cached.gradient_cache.chunks == 4
+    assert any(
+        np.abs(w - w0).max() > 1e-3 for w, w0 in zip(plain.get_weights(), initial, strict=True)
+    )
+    assert_same_weights(cached.get_weights(), plain.get_weights())
+    assert set(got) == set(expected)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5)
+
+
 def test_dropout_draws_replay_in_the_second_pass():
     # Reference: the towers run on the four chunks in order under one tape, so
     # that each chunk draws the dropout masks that pass 1 draws; the cached
     # step must back-propagate through those same masks.
-    model, loss, (x, noisy) = make("mlp", chunks=4, dropout=0.5)
+    model, loss, ((x, noisy),) = make("mlp", chunks=4, dropout=0.5)
     initial = model.get_weights()
-    one_step(model, loss, (x, noisy), initial)
+    one_step(model, loss, ((x, noisy),), initial)
 
     reference, _, _ = make("mlp", chunks=1, dropout=0.5)
     reference.set_weights(initial)
@@ -132,7 +158,7 @@ def test_dropout_draws_replay_in_the_second_pass():
     assert_same_weights([w.numpy() for w in model.trainable_weights], expected)
 
     without_dropout, _, _ = make("mlp", chunks=1)
-    one_step(without_dropout, loss, (x, noisy), initial)
+    one_step(without_dropout, loss, ((x, noisy),), initial)
     assert (
         max(
             np.abs(a - b).max()
@@ -195,20 +221,34 @@ def test_config_and_keras_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("chunks", [0, -2, 2.0, "4", True, None])
-def test_bad_gradient_cache_chunks_are_refused(chunks):
-    with pytest.raises(ValueError, match="`gradient_cache_chunks` must be an int >= 1"):
+# Values out of range are `ValueError`s, values of the wrong type `TypeError`s
+# (the shared validators, keras_contrastive/ops/_validation.py).
+@pytest.mark.parametrize(
+    "chunks, error",
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        (2.0, TypeError),
+        ("4", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+    ],
+)
+def test_bad_gradient_cache_chunks_are_refused(chunks, error):
+    with pytest.raises(error, match="`gradient_cache_chunks` must be an int >= 1"):
         kc.ContrastiveModel(encoder=mlp(), gradient_cache_chunks=chunks)
+    with pytest.raises(error, match="`gradient_cache_chunks` must be an int >= 1"):
+        kc.models.GradientCache(chunks)
 
 
 def test_a_batch_that_chunks_do_not_divide_is_refused():
-    model, loss, (x, noisy) = make("mlp", chunks=3)
+    model, loss, data = make("mlp", chunks=3)
     model.compile(optimizer="sgd", loss=loss)
-    static = tf.data.Dataset.from_tensor_slices((x, noisy)).batch(8, drop_remainder=True)
+    static = tf.data.Dataset.from_tensor_slices(data).batch(8, drop_remainder=True)
     with pytest.raises(ValueError, match="`gradient_cache_chunks`=3 must divide.*batch of 8"):
         model.fit(static, verbose=0)
     model, loss, _ = make("mlp", chunks=3)
     model.compile(optimizer="sgd", loss=loss)
-    unknown = tf.data.Dataset.from_tensor_slices((x, noisy)).batch(9)  # batches of 9, then 7
+    unknown = tf.data.Dataset.from_tensor_slices(data).batch(9)  # batches of 9, then 7
     with pytest.raises(tf.errors.InvalidArgumentError, match="`gradient_cache_chunks`=3"):
         model.fit(unknown, verbose=0)

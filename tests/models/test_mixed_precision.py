@@ -40,7 +40,8 @@ def simclr():
 
 def view_pairs():
     model = kc.ContrastiveModel(encoder=mlp(), projection_head=head())
-    return model, losses.InfoNCELoss(0.07), (features(0), features(1)), features(0)
+    # Two views made in tf.data are one input: `((view_1, view_2),)`.
+    return model, losses.InfoNCELoss(0.07), ((features(0), features(1)),), features(0)
 
 
 def supervised(loss):

@@ -11,7 +11,7 @@ from towers import mlp
 
 import keras_contrastive as kc
 from keras_contrastive import losses
-from keras_contrastive.models._momentum import KeyQueue
+from keras_contrastive.layers import KeyQueue
 
 BATCH = 4
 TAU = 0.2
@@ -43,7 +43,8 @@ def pairs(n=4 * BATCH):
 
 
 def dataset(batch=BATCH, n=4 * BATCH):
-    return tf.data.Dataset.from_tensor_slices(pairs(n)).batch(batch)
+    """Batches of `((view_1, view_2),)`: two views made in tf.data are one input."""
+    return tf.data.Dataset.from_tensor_slices((pairs(n),)).batch(batch)
 
 
 def normalize(x):
@@ -73,7 +74,8 @@ class Record(keras.callbacks.Callback):
 def test_key_towers_are_an_ema_of_the_query_towers_and_not_trained():
     model = compile_(moco(momentum=0.9, batch_norm=True))
     trainable = {id(w) for w in model.trainable_weights}
-    keys = [model.key_encoder, model.key_projection_head]
+    keys = model.method.key_encoder.towers  # the key copies of the encoder and the head
+    assert len(keys) == 2
     queries = [model.encoder, model.projection_head]
     assert not trainable & {id(w) for layer in keys for w in layer.weights}
     assert trainable == {id(w) for layer in queries for w in layer.trainable_weights}
@@ -96,19 +98,22 @@ def test_key_towers_are_an_ema_of_the_query_towers_and_not_trained():
 
 def current_keys(model, view):
     """The step's keys, computed independently from the model's key towers."""
-    key = model.key_projection_head(model.key_encoder(view, training=False), training=False)
+    key_encoder, key_projection_head = model.method.key_encoder.towers
+    key = key_projection_head(key_encoder(view, training=False), training=False)
     return normalize(np.asarray(key))
 
 
 def test_queue_is_fifo_of_the_keys_with_wrap_around():
     model = compile_(moco(queue_size=3 * BATCH))
-    initial = model.key_queue.keys.numpy()
+    initial = model.method.key_queue.keys.numpy()
     np.testing.assert_allclose(np.linalg.norm(initial, axis=1), 1.0, rtol=1e-6)
     assert len(np.unique(initial.round(5), axis=0)) == 3 * BATCH  # random, not constant
     _, second_views = pairs()
     step = iter(range(4))
     before = Record(lambda m: current_keys(m, second_views[BATCH * next(step) :][:BATCH]), "begin")
-    after = Record(lambda m: (m.key_queue.keys.numpy(), int(m.key_queue.pointer.numpy())))
+    after = Record(
+        lambda m: (m.method.key_queue.keys.numpy(), int(m.method.key_queue.pointer.numpy()))
+    )
     model.fit(dataset(), epochs=1, verbose=0, callbacks=[before, after], shuffle=False)
     k1, k2, k3, k4 = before.values
     (q1, p1), (_, p2), (q3, p3), (q4, p4) = after.values
@@ -124,7 +129,7 @@ def test_loss_scores_queries_against_batch_keys_and_queue():
     first_views, second_views = (v[:BATCH] for v in pairs())
     queries = normalize(np.asarray(model.projection_head(model.encoder(first_views))))
     keys = current_keys(model, second_views)
-    candidates = np.concatenate([keys, model.key_queue.keys.numpy()])
+    candidates = np.concatenate([keys, model.method.key_queue.keys.numpy()])
     logits = queries @ candidates.T / TAU
     top = logits.max(axis=1)
     logsumexp = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
@@ -144,7 +149,11 @@ def test_resume_from_saved_model_or_weights_continues_identically(tmp_path):
     from_weights = compile_(moco(), lr=0.1)
     from_weights.load_weights(tmp_path / "moco.weights.h5")
     for other in (restored, from_weights):
-        assert int(other.key_queue.pointer.numpy()) == int(model.key_queue.pointer.numpy()) == 4
+        assert (
+            int(other.method.key_queue.pointer.numpy())
+            == int(model.method.key_queue.pointer.numpy())
+            == 4
+        )
         for got, want in zip(other.get_weights(), model.get_weights(), strict=True):
             np.testing.assert_array_equal(got, want)  # keys, queue and key towers included
     for run in (model, restored, from_weights):
@@ -164,10 +173,10 @@ def test_two_replicas_equal_one_device_on_the_same_global_batch():
         mirrored = compile_(moco(queue_size=2 * global_batch))
         mirrored.set_weights(initial)
     mirrored.fit(dataset(global_batch, n=3 * global_batch), epochs=1, verbose=0)
-    assert int(mirrored.key_queue.pointer.numpy()) == global_batch
+    assert int(mirrored.method.key_queue.pointer.numpy()) == global_batch
     for got, want in zip(mirrored.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
-    for variable in [*mirrored.key_encoder.weights, mirrored.key_queue.keys]:
+    for variable in [*mirrored.method.key_encoder.weights, mirrored.method.key_queue.keys]:
         first, second = strategy.experimental_local_results(variable.value)
         np.testing.assert_array_equal(first, second)  # every replica made the same update
 
@@ -186,10 +195,13 @@ def test_gradient_caching_with_momentum_equals_the_plain_step():
 def test_config_round_trips():
     config = moco(momentum=0.99, queue_size=16).get_config()
     json.dumps(config)
-    assert (config["momentum"], config["queue_size"]) == (0.99, 16)
+    method = config["method"]
+    assert method["class_name"] == "MoCo"
+    assert (method["config"]["momentum"], method["config"]["queue_size"]) == (0.99, 16)
     rebuilt = kc.ContrastiveModel.from_config(config)
-    assert (rebuilt.momentum, rebuilt.queue_size) == (0.99, 16)
-    assert rebuilt.key_queue.keys.shape == (16, 4)
+    assert isinstance(rebuilt.method, kc.methods.MoCo)
+    assert (rebuilt.method.momentum, rebuilt.method.queue_size) == (0.99, 16)
+    assert rebuilt.method.key_queue.keys.shape == (16, 4)
     queue = KeyQueue(size=8, dim=3, seed=5)
     again = KeyQueue.from_config(queue.get_config())
     np.testing.assert_array_equal(again.keys.numpy(), queue.keys.numpy())  # seeded init
@@ -197,30 +209,43 @@ def test_config_round_trips():
 
 def test_without_a_queue_the_negatives_are_the_batch_keys():
     model = compile_(moco(queue_size=None))
-    assert model.key_queue is None
+    assert model.method.key_queue is None
     history = model.fit(dataset(), epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("momentum", [-0.1, 1.0, 1.5, "0.9", True])
-def test_momentum_outside_unit_interval_is_refused(momentum):
-    with pytest.raises(ValueError, match="`momentum` must be"):
+# Values out of range are `ValueError`s, values of the wrong type `TypeError`s
+# (the shared validators, keras_contrastive/ops/_validation.py).
+@pytest.mark.parametrize(
+    "momentum, error",
+    [
+        (-0.1, ValueError),
+        (1.0, ValueError),
+        (1.5, ValueError),
+        ("0.9", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_momentum_outside_unit_interval_is_refused(momentum, error):
+    with pytest.raises(error, match=r"`momentum` must be a finite number in \[0, 1\)"):
         moco(momentum=momentum)
 
 
-@pytest.mark.parametrize("queue_size", [0, 2.5, "8"])
-def test_bad_queue_size_is_refused(queue_size):
-    with pytest.raises(ValueError, match="`queue_size` must be None or an int >= 1"):
+@pytest.mark.parametrize("queue_size, error", [(0, ValueError), (2.5, TypeError), ("8", TypeError)])
+def test_bad_queue_size_is_refused(queue_size, error):
+    with pytest.raises(error, match="`queue_size` must be an int >= 1"):
         moco(queue_size=queue_size)
 
 
 def test_unsupported_momentum_combinations_are_refused():
     with pytest.raises(ValueError, match="`queue_size` needs a momentum encoder"):
         kc.ContrastiveModel(encoder=mlp(), queue_size=16)
-    with pytest.raises(ValueError, match="`momentum`.*two-view mode"):
+    with pytest.raises(ValueError, match="`momentum`.*for one `encoder`.*dual encoder=True"):
         kc.ContrastiveModel(image_encoder=mlp(), text_encoder=mlp(), momentum=0.9)
-    with pytest.raises(ValueError, match="`momentum`.*InfoNCELoss.*NTXentLoss"):
+    with pytest.raises(ValueError, match="`momentum`.*takes no other `method`"):
+        kc.ContrastiveModel(encoder=mlp(), momentum=0.9, method=kc.methods.TwoView())
+    with pytest.raises(ValueError, match="MoCo trains with a loss.*negative_keys.*NTXentLoss"):
         moco().compile(loss=losses.NTXentLoss())
     with pytest.raises(ValueError, match="negative_keys=None"):
         moco().compile(loss=losses.InfoNCELoss(negative_keys=np.ones((4, 4))))
@@ -229,7 +254,7 @@ def test_unsupported_momentum_combinations_are_refused():
         def call(self, x):
             return x
 
-    with pytest.raises(ValueError, match="`momentum` needs an `encoder` whose output shape"):
+    with pytest.raises(ValueError, match="`MomentumEncoder.copy_of` needs built towers"):
         kc.ContrastiveModel(encoder=Unbuilt(), momentum=0.9)
 
 
@@ -247,7 +272,7 @@ def batches(sizes):
     first_views, second_views = pairs(sum(sizes))
     starts = np.cumsum([0, *sizes])
     parts = [
-        tf.data.Dataset.from_tensors((first_views[a:b], second_views[a:b]))
+        tf.data.Dataset.from_tensors(((first_views[a:b], second_views[a:b]),))
         for a, b in zip(starts[:-1], starts[1:], strict=True)
     ]
     dataset = parts[0]
@@ -272,8 +297,10 @@ def test_queue_stays_fifo_for_any_batch_sizes(queue_size, sizes, epochs):
     data, second_views = batches(sizes)
     step = iter(second_views * epochs)
     before = Record(lambda m: current_keys(m, next(step)), "begin")
-    after = Record(lambda m: (m.key_queue.keys.numpy(), int(m.key_queue.pointer.numpy())))
-    queue, pointer = model.key_queue.keys.numpy(), 0
+    after = Record(
+        lambda m: (m.method.key_queue.keys.numpy(), int(m.method.key_queue.pointer.numpy()))
+    )
+    queue, pointer = model.method.key_queue.keys.numpy(), 0
     model.fit(data, epochs=epochs, verbose=0, callbacks=[before, after])
     assert len(after.values) == len(sizes) * epochs
     for keys, (got_queue, got_pointer) in zip(before.values, after.values, strict=True):

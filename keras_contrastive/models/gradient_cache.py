@@ -24,44 +24,69 @@ restores.
 
 import tensorflow as tf
 
-
-def check_gradient_cache_chunks(chunks):
-    """Returns `chunks` if it is an int >= 1, else raises `ValueError`."""
-    if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
-        raise ValueError(
-            "`gradient_cache_chunks` must be an int >= 1 (1 turns gradient caching off). "
-            f"Received: gradient_cache_chunks={chunks!r}"
-        )
-    return chunks
+from keras_contrastive.ops._validation import check_int
 
 
-def cached_gradients(model, data, chunks):
-    """One training batch through `model` in `chunks` sub-batches.
+class GradientCache:
+    """The training step of GradCache (Gao et al. 2021): one batch in `chunks` sub-batches.
+
+    `kc.ContrastiveModel(..., gradient_cache_chunks=k)` trains with
+    `GradientCache(k)`, for any method: the update equals the plain step's
+    while activation memory is that of one sub-batch, for about one more
+    forward pass of compute. `chunks` must divide the batch of each replica
+    (use `drop_remainder=True`). The method's augmentation runs once, on the
+    whole batch; random layers in the towers (dropout) replay the same draws
+    in both passes. Caveat: BatchNormalization in the towers normalizes each
+    sub-batch with its own statistics, so the update differs from the
+    full-batch one, and its moving statistics are updated `2k` times per
+    step (by each sub-batch in both passes).
 
     Args:
-        model: a compiled, built `ContrastiveModel`.
-        data: one batch, as `train_step` receives it.
-        chunks: number of sub-batches; must divide the (per-replica) batch.
+        chunks: int >= 1, the number of sub-batches. Gao et al. use
+            sub-batches that fit the accelerator (e.g. 8 of 512 for 4096).
 
-    Returns:
-        `(forward, loss, gradients)`: the mode's `Forward` of the whole batch,
-        the loss, and one gradient (or None) per `model.trainable_weights`, of
-        the loss scaled by `model.optimizer.scale_loss`, as a plain step's.
+    Example:
+
+    >>> import keras_contrastive as kc
+    >>> cache = kc.models.GradientCache(chunks=4)
+    >>> cache.chunks
+    4
+
+    Reference: Gao et al., "Scaling Deep Contrastive Learning Batch Size under
+    Memory Limited Setup", RepL4NLP 2021.
     """
-    prepared = model.mode.prepare(model, data, training=True, seed=model._step_seed(True))
-    inputs = tf.nest.map_structure(lambda x: _split(x, chunks), prepared.inputs)
-    seeds = _seed_states(model)
-    embedded, seed_starts = _embed(model, inputs, chunks, seeds)
-    weights = model.trainable_weights
-    with tf.GradientTape() as tape:
-        tape.watch(embedded["y_pred"])
-        forward = model.mode.finish(model, prepared, embedded)
-        loss = model._loss(forward, training=True)
-        scaled = model.optimizer.scale_loss(loss)
-    embedding_gradient, *direct = tape.gradient(scaled, [embedded["y_pred"], *weights])
-    cached = _split(embedding_gradient, chunks)
-    towers = _backpropagate(model, inputs, cached, chunks, weights, seeds, seed_starts)
-    return forward, loss, [_add(a, b) for a, b in zip(direct, towers, strict=True)]
+
+    def __init__(self, chunks):
+        self.chunks = check_int("gradient_cache_chunks", chunks, min=1)
+
+    def compute_gradients(self, model, data):
+        """One training batch through `model` in `chunks` sub-batches.
+
+        Args:
+            model: a compiled, built `ContrastiveModel`.
+            data: one batch, as `train_step` receives it.
+
+        Returns:
+            `(step, loss, gradients)`: the method's `Step` of the whole batch,
+            the loss, and one gradient (or None) per `model.trainable_weights`,
+            of the loss scaled by `model.optimizer.scale_loss`, as a plain
+            step's.
+        """
+        chunks, method = self.chunks, model.method
+        prepared = method.prepare(model, data, training=True, seed=model.step_seed(True))
+        inputs = tf.nest.map_structure(lambda x: _split(x, chunks), prepared.inputs)
+        seeds = _seed_states(model)
+        embedded, seed_starts = _embed(model, inputs, chunks, seeds)
+        weights = model.trainable_weights
+        with tf.GradientTape() as tape:
+            tape.watch(embedded["embeddings"])
+            step = method.finish(model, prepared, embedded)
+            loss = model.step_loss(step, training=True)
+            scaled = model.optimizer.scale_loss(loss)
+        embedding_gradient, *direct = tape.gradient(scaled, [embedded["embeddings"], *weights])
+        cached = _split(embedding_gradient, chunks)
+        towers = _backpropagate(model, inputs, cached, chunks, weights, seeds, seed_starts)
+        return step, loss, [_add(a, b) for a, b in zip(direct, towers, strict=True)]
 
 
 def _split(x, chunks):
@@ -112,7 +137,7 @@ def _embed(model, inputs, chunks, seeds):
 
     def run(i):
         starts = [tf.convert_to_tensor(seed) for seed in seeds]
-        return model.mode.towers(model, _take(inputs, i), training=True), starts
+        return model.method.towers(model, _take(inputs, i), training=True), starts
 
     first = run(0)
     arrays = tf.nest.map_structure(
@@ -139,7 +164,7 @@ def _backpropagate(model, inputs, cached, chunks, weights, seeds, seed_starts):
         for seed, starts in zip(seeds, seed_starts, strict=True):
             seed.assign(starts[i])
         with tf.GradientTape() as tape:
-            y_pred = model.mode.towers(model, _take(inputs, i), training=True)["y_pred"]
+            y_pred = model.method.towers(model, _take(inputs, i), training=True)["embeddings"]
         return tape.gradient(y_pred, weights, output_gradients=cached[i])
 
     first = gradients(0)

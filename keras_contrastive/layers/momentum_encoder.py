@@ -1,0 +1,253 @@
+"""`MomentumEncoder`: frozen towers that follow their originals as a moving average."""
+
+import keras
+from keras import ops
+
+from keras_contrastive.ops._validation import check_number
+
+
+def _check_towers(towers, name="towers"):
+    """`towers` (a layer or a list of layers) as a non-empty list of layers."""
+    listed = list(towers) if isinstance(towers, (list, tuple)) else [towers]
+    if not listed:
+        raise ValueError(f"`{name}` must be a layer or a non-empty list of layers. Received: []")
+    for i, tower in enumerate(listed):
+        if not isinstance(tower, keras.layers.Layer):
+            raise TypeError(
+                f"`{name}` must be a keras.layers.Layer or a list of them. Received: "
+                f"{name}[{i}]={tower!r} of type {type(tower).__name__}"
+            )
+    return listed
+
+
+def _check_momentum(momentum):
+    return check_number("momentum", momentum, min=0, max=1, max_inclusive=False)
+
+
+def _freeze(tower):
+    """Makes every weight of `tower` non-trainable, those of its sublayers included."""
+    # TensorFlow's tracking skips `layer.trainable = False` when it already reads False
+    # (AutoTrackable's `self.x = self.x` short cut), so a layer deserialized with
+    # `trainable=False` would keep the trainable sublayers its `__init__` made: setting
+    # True first makes False reach every sublayer and weight.
+    tower.trainable = True
+    tower.trainable = False
+
+
+def _output_shape(tower, input_shape):
+    """The output shape of the built `tower`, or `None` if it cannot be known."""
+    if input_shape is None and isinstance(getattr(tower, "outputs", None), list):
+        outputs = tower.outputs  # a functional model: its outputs are symbolic
+        return tuple(outputs[0].shape) if len(outputs) == 1 else None
+    if input_shape is None:
+        input_shape = (tower.get_build_config() or {}).get("input_shape")
+    if input_shape is None:
+        return None
+    try:
+        return tuple(tower.compute_output_shape(input_shape))
+    except NotImplementedError:  # a layer without `compute_output_shape`
+        return None
+
+
+def _frozen_copy(tower, input_shape, index):
+    """A non-trainable copy of the built `tower`: same config and weights, `key_<name>`."""
+    config = keras.saving.serialize_keras_object(tower)
+    config["config"]["name"] = f"key_{tower.name}"
+    copy = keras.saving.deserialize_keras_object(config)
+    if not copy.built:  # a tower without a build config: build it from the shape
+        if input_shape is None:
+            raise ValueError(
+                f"`MomentumEncoder.copy_of` cannot build the copy of tower {index} "
+                f"(`{tower.name}`): its input shape is unknown. Pass a first tower whose "
+                "output shape is known (a functional keras.Model with an Input, or a "
+                "layer built with `build(input_shape)`) before it."
+            )
+        copy.build(input_shape)
+    copy.set_weights(tower.get_weights())
+    return copy
+
+
+@keras.saving.register_keras_serializable(package="keras_contrastive")
+class MomentumEncoder(keras.layers.Layer):
+    """Frozen copies of towers, updated as an exponential moving average of the originals.
+
+    The key encoder of MoCo (He et al., 2020) and the target network of BYOL
+    (Grill et al., 2020): its towers are never trained by the optimizer;
+    after each optimizer step `update(sources)` moves every float weight `w`
+    of every tower towards the matching weight of the source (query, online)
+    towers:
+
+    `w ← momentum · w + (1 − momentum) · w_source`.
+
+    Non-trainable weights follow the same way, so BatchNormalization's moving
+    statistics, with which the frozen towers normalize, track the sources'.
+    `call` runs the towers in order in inference mode (`training=False`: no
+    dropout, moving BN statistics that the call never updates) and stops the
+    gradient of the output.
+
+    Build one with `MomentumEncoder.copy_of(towers)` from the built source
+    towers. Under a `tf.distribute` strategy each replica holds its own copy of
+    the weights (aggregation `"none"`): `update` in the replica context reads
+    the sources' synchronized weights and assigns the local copy, so every
+    replica makes the same update without communication.
+
+    Args:
+        towers: a `keras.layers.Layer` or a list of layers applied in order
+            (e.g. an encoder and a projection head). They become this layer's
+            own towers, made non-trainable, and are serialized with it.
+        momentum: float in `[0, 1)`, the weight `m` of the current value in the
+            moving average; `0` copies the sources. Defaults to `0.999`
+            (MoCo; BYOL starts at `0.996`).
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Shape:
+        Input: whatever the first tower takes; output: the last tower's output.
+
+    Example:
+
+    >>> query = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> key = MomentumEncoder.copy_of(query, momentum=0.99)
+    >>> key(np.ones((3, 4))).shape
+    TensorShape([3, 2])
+    >>> key.update(query)  # after each optimizer step
+
+    References:
+        - He et al., 2020. "Momentum Contrast for Unsupervised Visual
+          Representation Learning" (MoCo, `m = 0.999`).
+          https://arxiv.org/abs/1911.05722
+        - Grill et al., 2020. "Bootstrap Your Own Latent: A New Approach to
+          Self-Supervised Learning" (BYOL). https://arxiv.org/abs/2006.07733
+    """
+
+    def __init__(self, towers, momentum=0.999, **kwargs):
+        super().__init__(**kwargs)
+        self.towers = _check_towers(towers)
+        self.momentum = _check_momentum(momentum)
+        for tower in self.towers:
+            _freeze(tower)
+        if all(tower.built for tower in self.towers):
+            self.built = True
+
+    @classmethod
+    def copy_of(cls, towers, momentum=0.999, name="momentum_encoder"):
+        """A `MomentumEncoder` of frozen copies of the given, built `towers`.
+
+        Each copy has the config and the current weights of its tower and is
+        named `key_<tower name>`. A copy that its config does not build is
+        built from the output shape of the tower before it.
+
+        Args:
+            towers: a built `keras.layers.Layer` or a list of them, applied in
+                order: the query (online) towers whose EMA the copies follow.
+            momentum: float in `[0, 1)`. Defaults to `0.999` (MoCo).
+            name: str, the name of the layer. Defaults to `"momentum_encoder"`.
+
+        Returns:
+            A `MomentumEncoder` whose `update(towers)` follows `towers`.
+
+        Example:
+
+        >>> head = kc.layers.ProjectionHead(hidden_dims=(8,), output_dim=4)
+        >>> head.build((None, 6))
+        >>> key = MomentumEncoder.copy_of([head])
+        >>> key.towers[0].name == "key_" + head.name
+        True
+        """
+        towers = _check_towers(towers)
+        _check_momentum(momentum)
+        copies, shape = [], None
+        for index, tower in enumerate(towers):
+            if not tower.built:
+                raise ValueError(
+                    f"`MomentumEncoder.copy_of` needs built towers, to copy their weights. "
+                    f"Tower {index} (`{tower.name}`) is not built: call it on a batch or "
+                    "`build(input_shape)` it first."
+                )
+            if index:
+                shape = _output_shape(towers[index - 1], shape)
+            copies.append(_frozen_copy(tower, shape, index))
+        return cls(copies, momentum=momentum, name=name)
+
+    def build(self, input_shape):
+        shape = input_shape
+        for tower in self.towers:
+            if not tower.built:
+                tower.build(shape)
+            shape = tower.compute_output_shape(shape)
+
+    def call(self, inputs):
+        x = inputs
+        for tower in self.towers:
+            x = tower(x, training=False)
+        return keras.tree.map_structure(ops.stop_gradient, x)
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape
+        for tower in self.towers:
+            shape = tower.compute_output_shape(shape)
+        return shape
+
+    def update(self, sources):
+        """Moves every float weight towards its source: `w ← m·w + (1 − m)·w_source`.
+
+        Call it after the optimizer step, in eager mode, in a `tf.function`
+        or in a replica context. The weights pair up in order, non-trainable
+        ones (BatchNormalization's moving statistics) included; integer
+        weights (counters, seeds) are left as they are.
+
+        Args:
+            sources: a layer or a list of layers, one per tower with the same
+                weights (the towers that `copy_of` copied).
+
+        Raises:
+            ValueError: if `sources` does not match the towers: another number
+                of towers, of weights, or a weight of another shape.
+        """
+        pairs = self._paired_weights(_check_towers(sources, "sources"))
+        momentum = self.momentum
+        for weight, source in pairs:
+            if "float" in str(weight.dtype):
+                value = ops.cast(source, weight.dtype)
+                weight.assign(momentum * weight.value + (1.0 - momentum) * value)
+
+    def _paired_weights(self, sources):
+        """`(weight, source weight)` pairs, after checking that `sources` match the towers."""
+        if len(sources) != len(self.towers):
+            raise ValueError(
+                f"`sources` must have one layer per tower: {len(self.towers)}. Received "
+                f"{len(sources)}: {[source.name for source in sources]}"
+            )
+        pairs = []
+        for index, (tower, source) in enumerate(zip(self.towers, sources, strict=True)):
+            weights, source_weights = tower.weights, source.weights
+            if len(weights) != len(source_weights):
+                raise ValueError(
+                    f"`sources[{index}]` (`{source.name}`) must have the weights of tower "
+                    f"{index} (`{tower.name}`): {len(weights)} weights. Received "
+                    f"{len(source_weights)} weights."
+                )
+            for weight, source_weight in zip(weights, source_weights, strict=True):
+                if tuple(weight.shape) != tuple(source_weight.shape):
+                    raise ValueError(
+                        f"`sources[{index}]` (`{source.name}`) must have the weight shapes "
+                        f"of tower {index} (`{tower.name}`). Received {source_weight.path} "
+                        f"of shape {tuple(source_weight.shape)} for {weight.path} of shape "
+                        f"{tuple(weight.shape)}."
+                    )
+            pairs += zip(weights, source_weights, strict=True)
+        return pairs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "towers": [keras.saving.serialize_keras_object(tower) for tower in self.towers],
+            "momentum": self.momentum,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["towers"] = [
+            keras.saving.deserialize_keras_object(tower) for tower in config["towers"]
+        ]
+        return cls(**config)

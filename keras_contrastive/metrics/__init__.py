@@ -1,0 +1,3 @@
+"""Keras metrics for contrastive training: `keras.metrics.Metric` subclasses."""
+
+from keras_contrastive.metrics.contrastive_accuracy import ContrastiveAccuracy
