@@ -45,12 +45,13 @@ class ContrastiveTrainer(keras.Model):
         method.check(self, loss)
         user_metrics = [_metric(m) for m in metrics or ()]
         names = {m.name for m in user_metrics}
-        defaults = [m for m in method.default_metrics() if m.name not in names]
-        trackers = [keras.metrics.Mean(name="loss"), *defaults, *user_metrics]
-        if self.logit_scale is not None:
-            trackers.append(keras.metrics.Mean(name="temperature"))
-        if self.probe is not None:
-            trackers.append(keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy"))
+        with self.distribute_strategy.scope():  # mirrored, even when compiled outside the scope
+            defaults = [m for m in method.default_metrics() if m.name not in names]
+            trackers = [keras.metrics.Mean(name="loss"), *defaults, *user_metrics]
+            if self.logit_scale is not None:
+                trackers.append(keras.metrics.Mean(name="temperature"))
+            if self.probe is not None:
+                trackers.append(keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy"))
         # Plain attributes: the model reports these, in this order, and nothing else.
         object.__setattr__(self, "_step_method", method)
         object.__setattr__(self, "_trackers", {m.name: m for m in trackers})

@@ -40,7 +40,8 @@ else:
 rng = np.random.default_rng(0)
 images = rng.uniform(size=(32, 6, 6, 3)).astype("float32")
 views = (images, images + rng.normal(scale=0.1, size=images.shape).astype("float32"))
-dataset = tf.data.Dataset.from_tensor_slices(views).batch(8, drop_remainder=True)
+# The two views are one input `x`: the dataset yields `((view_1, view_2),)`.
+dataset = tf.data.Dataset.from_tensor_slices((views,)).batch(8, drop_remainder=True)
 options = tf.data.Options()
 # Each global batch of 8 is split into per-replica batches of 4, dealt to the workers.
 options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -67,7 +67,7 @@ def dataset(kind):
     elif kind == "supcon":
         data = ((a, b), labels)
     else:
-        data = (a, b)
+        data = ((a, b),)  # two views made in tf.data: one input `x`
     return tf.data.Dataset.from_tensor_slices(data).batch(GLOBAL_BATCH)
 
 
@@ -131,7 +131,7 @@ def fit_dataset(name, batch):
     b = (a + rng.normal(scale=0.3, size=a.shape)).astype("float32")
     labels = (np.arange(STEPS * batch) % 3).astype("int32")
     data = {
-        "views": (a, b),
+        "views": ((a, b),),
         "labelled_views": ((a, b), labels),
         "labelled": (a, labels),
         "pairs": ((a, b[::-1]), (labels % 2).astype("float32")),
@@ -176,7 +176,7 @@ def test_in_step_augmentation_differs_across_replicas():
     images = tf.constant(np.random.default_rng(0).uniform(size=(2, 8, 8, 3)), "float32")
 
     def views(x):
-        return model._views(x, training=True, seed=model._step_seed(training=True))
+        return model.make_views(x, seed=model.step_seed(training=True))
 
     per_replica = strategy.run(tf.function(views), args=(images,))
     first, second = strategy.experimental_local_results(per_replica)
@@ -201,7 +201,7 @@ with strategy.scope():
     model.compile(optimizer="sgd")
 views = np.ones((2, 6), "float32")
 try:
-    model.fit(tf.data.Dataset.from_tensor_slices((views, views)).batch(2), verbose=0)
+    model.fit(tf.data.Dataset.from_tensor_slices(((views, views),)).batch(2), verbose=0)
 except tf.errors.InvalidArgumentError as error:
     print("REFUSED:", error.message)
 """
@@ -257,3 +257,136 @@ def test_two_models_under_two_fresh_strategies_in_one_process():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     losses = ast.literal_eval(result.stdout.split("LOSSES:")[1].strip())
     assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+# ContrastiveAccuracy of a global batch split unevenly (7 = 4 + 3 on 2 replicas).
+# Before the redesign each replica scored its queries against its local candidates
+# only, and the accuracy under a strategy was not the single-device one.
+ACCURACY_BATCH = 7
+ACCURACY_SPLIT = (0, 4, 7)  # tf.data's per-replica rows of a batch of 7
+ACCURACY_QUERIES = {"ntxent": "all_views", "clip": "first_view"}
+
+
+def accuracy_model(kind):
+    if kind != "clip":
+        return kc.ContrastiveModel(encoder=mlp(), projection_head=head())
+    model = kc.ContrastiveModel(
+        image_encoder=mlp(),
+        text_encoder=mlp(),
+        image_head=head(),
+        text_head=head(),
+        logit_scale="learnable",
+    )
+    # Twin towers, so that an image's nearest text is often its own (neither 0 nor 1).
+    model.text_encoder.set_weights(model.image_encoder.get_weights())
+    model.text_head.set_weights(model.image_head.get_weights())
+    return model
+
+
+def accuracy_arrays(batches):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(batches * ACCURACY_BATCH, 6)).astype("float32")
+    b = (a + rng.normal(scale=0.7, size=a.shape)).astype("float32")  # hard positives
+    return a, b
+
+
+def accuracy_dataset(kind, batches):
+    a, b = accuracy_arrays(batches)
+    data = {"image": a, "text": b} if kind == "clip" else ((a, b),)
+    return tf.data.Dataset.from_tensor_slices(data).batch(ACCURACY_BATCH)
+
+
+def embeddings_of(model, kind, a, b):
+    """`(B, 2, D)` embeddings of the step, as NumPy."""
+    if kind == "clip":
+        pair = (model.embed_image(a), model.embed_text(b))
+    else:
+        pair = tuple(model.projection_head(model.encoder(x)) for x in (a, b))
+    return np.stack([np.asarray(z, "float64") for z in pair], axis=1)
+
+
+def reference_hits(kind, z):
+    """Top-1 hits of the queries of `z` (B, 2, D) against the candidates of `z`."""
+    z = z / np.linalg.norm(z, axis=-1, keepdims=True)
+    if ACCURACY_QUERIES[kind] == "first_view":
+        return np.argmax(z[:, 0] @ z[:, 1].T, axis=1) == np.arange(len(z))
+    flat = z.reshape(-1, z.shape[-1])  # example-major: row 2i + v
+    scores = flat @ flat.T
+    np.fill_diagonal(scores, -np.inf)
+    example = np.arange(len(flat)) // 2
+    return example[np.argmax(scores, axis=1)] == example
+
+
+def reference_accuracy(kind, model, batches, local=False):
+    """The accuracy accumulated after each of `batches` global batches.
+
+    `local`: each replica's queries against its own candidates only (the old bug).
+    """
+    a, b = accuracy_arrays(batches)
+    hits, accumulated = [], []
+    for i in range(batches):
+        rows = slice(i * ACCURACY_BATCH, (i + 1) * ACCURACY_BATCH)
+        z = embeddings_of(model, kind, a[rows], b[rows])
+        parts = zip(ACCURACY_SPLIT[:-1], ACCURACY_SPLIT[1:], strict=True) if local else [(0, None)]
+        hits.extend(np.concatenate([reference_hits(kind, z[start:stop]) for start, stop in parts]))
+        accumulated.append(np.mean(hits))
+    return np.array(accumulated)
+
+
+class BatchAccuracy(keras.callbacks.Callback):
+    """The `contrastive_accuracy` in the logs of every train and test batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.train, self.test = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.train.append(float(logs["contrastive_accuracy"]))
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.test.append(float(logs["contrastive_accuracy"]))
+
+
+@pytest.mark.parametrize("kind", ["ntxent", "clip"])
+def test_contrastive_accuracy_is_the_global_batch_accuracy_for_an_uneven_split(kind):
+    def compiled(model):
+        metric = kc.metrics.ContrastiveAccuracy(queries=ACCURACY_QUERIES[kind])
+        # A small step: the trained towers still tell most positives apart.
+        model.compile(optimizer=keras.optimizers.SGD(0.02), loss=LOSSES[kind], metrics=[metric])
+        return model
+
+    def run(model):
+        batches = BatchAccuracy()
+        history = model.fit(accuracy_dataset(kind, 1), verbose=0, callbacks=[batches])
+        evaluation = model.evaluate(
+            accuracy_dataset(kind, 2), verbose=0, return_dict=True, callbacks=[batches]
+        )
+        return history.history, evaluation, batches
+
+    single = accuracy_model(kind)
+    initial = single.get_weights()
+    want_fit = reference_accuracy(kind, single, batches=1)  # the step's forward: initial weights
+    local_fit = reference_accuracy(kind, single, batches=1, local=True)
+    expected, expected_eval, expected_batches = run(compiled(single))
+    want_eval = reference_accuracy(kind, single, batches=2)
+    local_eval = reference_accuracy(kind, single, batches=2, local=True)
+
+    with cpu_strategy(2).scope():  # the metric's variables too, as Keras asks
+        mirrored = accuracy_model(kind)
+        mirrored.set_weights(initial)
+        compiled(mirrored)
+    got, got_eval, got_batches = run(mirrored)
+
+    # The data tells the global accuracy from the accuracy over local candidates.
+    assert np.all(np.abs(want_fit - local_fit) > 0.1)
+    assert np.all(np.abs(want_eval - local_eval) > 0.1)
+    for history, evaluation, batches in [
+        (expected, expected_eval, expected_batches),
+        (got, got_eval, got_batches),
+    ]:
+        # End of epoch (the metric variables) and every batch's logs (the step's results).
+        np.testing.assert_allclose(history["contrastive_accuracy"], want_fit, rtol=1e-6)
+        np.testing.assert_allclose(batches.train, want_fit, rtol=1e-6)
+        np.testing.assert_allclose(evaluation["contrastive_accuracy"], want_eval[-1], rtol=1e-6)
+        np.testing.assert_allclose(batches.test, want_eval, rtol=1e-6)
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
