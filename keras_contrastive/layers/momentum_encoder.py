@@ -187,7 +187,7 @@ class MomentumEncoder(keras.layers.Layer):
             shape = tower.compute_output_shape(shape)
         return shape
 
-    def update(self, sources):
+    def update(self, sources, momentum=None):
         """Moves every float weight towards its source: `w ← m·w + (1 − m)·w_source`.
 
         Call it after the optimizer step, in eager mode, in a `tf.function`
@@ -198,17 +198,29 @@ class MomentumEncoder(keras.layers.Layer):
         Args:
             sources: a layer or a list of layers, one per tower with the same
                 weights (the towers that `copy_of` copied).
+            momentum: `None` (default) for the layer's `momentum`, or the `m`
+                of this update only, in `[0, 1]` (`1` leaves the weights as
+                they are): a float, or a scalar tensor such as a schedule's
+                value at the current step (BYOL's cosine schedule of `m`
+                towards 1). A variable or a symbolic tensor is used unchecked.
 
         Raises:
             ValueError: if `sources` does not match the towers: another number
-                of towers, of weights, or a weight of another shape.
+                of towers, of weights, or a weight of another shape; or if
+                `momentum` is a number outside `[0, 1]`.
+            TypeError: if `momentum` is not a number or a scalar tensor.
         """
         pairs = self._paired_weights(_check_towers(sources, "sources"))
-        momentum = self.momentum
+        if momentum is None:
+            momentum = self.momentum
+        else:
+            momentum = check_number("momentum", momentum, min=0, max=1, allow_variable=True)
+        mix = 1.0 - momentum  # in Python for a float: 1 - 0.999 loses no digits to float32
         for weight, source in pairs:
             if "float" in str(weight.dtype):
                 value = ops.cast(source, weight.dtype)
-                weight.assign(momentum * weight.value + (1.0 - momentum) * value)
+                keep, add = ops.cast(momentum, weight.dtype), ops.cast(mix, weight.dtype)
+                weight.assign(keep * weight.value + add * value)
 
     def _paired_weights(self, sources):
         """`(weight, source weight)` pairs, after checking that `sources` match the towers."""

@@ -9,6 +9,12 @@ from keras_contrastive.losses.contrastive_margin_loss import (
 )
 from keras_contrastive.losses.info_nce_loss import InfoNCELoss, info_nce_loss
 from keras_contrastive.losses.ntxent_loss import NTXentLoss, ntxent_loss
+from keras_contrastive.losses.prediction_losses import (
+    BYOLLoss,
+    SimSiamLoss,
+    byol_loss,
+    simsiam_loss,
+)
 from keras_contrastive.losses.siglip_loss import SigLIPLoss, siglip_loss
 from keras_contrastive.losses.supcon_loss import SupConLoss, supcon_loss
 from keras_contrastive.losses.triplet_loss import TripletLoss, triplet_loss

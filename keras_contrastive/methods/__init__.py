@@ -7,9 +7,11 @@ contract asks for: `TwoView` (labels ignored), `Supervised` (integer labels)
 or `Pairs` (similar flags).
 """
 
+from keras_contrastive.methods.byol import BYOL
 from keras_contrastive.methods.dual_encoder import DualEncoder
 from keras_contrastive.methods.method import Method, Prepared, Step
 from keras_contrastive.methods.moco import MoCo
 from keras_contrastive.methods.pairs import Pairs
+from keras_contrastive.methods.simsiam import SimSiam
 from keras_contrastive.methods.supervised import Supervised
 from keras_contrastive.methods.two_view import TwoView

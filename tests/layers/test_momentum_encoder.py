@@ -223,6 +223,57 @@ def test_integer_weights_are_left_alone():
     np.testing.assert_allclose(key.towers[0].bias.numpy(), [1.0, 2.0, 3.0])
 
 
+def test_a_momentum_override_applies_to_its_update_only(rng):
+    source = built_dense()
+    key = MomentumEncoder.copy_of(source, momentum=0.9)
+    expected = numpy_weights(key.towers)
+    for momentum in (0.3, np.float32(0.6), tf.constant(0.75), 1.0, 0.0, None):
+        perturb([source], rng)
+        before = numpy_weights(key.towers)
+        key.update(source, momentum=momentum)
+        m = 0.9 if momentum is None else float(momentum)
+        expected = ema(expected, numpy_weights([source]), m)
+        for got, want in zip(numpy_weights(key.towers), expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        if m == 1.0:  # leaves the weights exactly as they were
+            for got, want in zip(numpy_weights(key.towers), before, strict=True):
+                np.testing.assert_array_equal(got, want)
+    assert key.momentum == 0.9 and key.get_config()["momentum"] == 0.9
+
+
+def test_a_momentum_schedule_in_a_tf_function(rng):
+    towers = cnn_and_head()
+    key = MomentumEncoder.copy_of(towers, momentum=0.99)
+    step = tf.Variable(0)
+
+    @tf.function
+    def update():  # the momentum is a symbolic tensor of the step, as in a train step
+        key.update(towers, momentum=0.5 + 0.25 * tf.cast(step, "float32"))
+
+    expected = numpy_weights(key.towers)
+    for k in range(3):  # 0.5, 0.75, then 1.0: the traced graph reads the new step
+        perturb(towers, rng)
+        update()
+        expected = ema(expected, numpy_weights(towers), 0.5 + 0.25 * k)
+        step.assign_add(1)
+    for got, want in zip(numpy_weights(key.towers), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "momentum, error",
+    [(-0.1, ValueError), (1.5, ValueError), (float("nan"), ValueError), ("0.5", TypeError)],
+)
+def test_a_momentum_override_outside_the_closed_unit_interval_is_refused(momentum, error):
+    source = built_dense()
+    key = MomentumEncoder.copy_of(source)
+    before = numpy_weights(key.towers)
+    with pytest.raises(error, match=r"`momentum` must be a finite number in \[0, 1\]"):
+        key.update(source, momentum=momentum)
+    for got, want in zip(numpy_weights(key.towers), before, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_update_on_two_replicas_assigns_each_local_copy(rng):
     strategy = cpu_strategy(2)
     with strategy.scope():
