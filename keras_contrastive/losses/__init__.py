@@ -8,6 +8,7 @@ from keras_contrastive.losses.contrastive_margin_loss import (
     contrastive_margin_loss,
 )
 from keras_contrastive.losses.info_nce_loss import InfoNCELoss, info_nce_loss
+from keras_contrastive.losses.nnclr_loss import NNCLRLoss, nnclr_loss
 from keras_contrastive.losses.ntxent_loss import NTXentLoss, ntxent_loss
 from keras_contrastive.losses.prediction_losses import (
     BYOLLoss,

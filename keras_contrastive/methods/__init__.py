@@ -11,6 +11,7 @@ from keras_contrastive.methods.byol import BYOL
 from keras_contrastive.methods.dual_encoder import DualEncoder
 from keras_contrastive.methods.method import Method, Prepared, Step
 from keras_contrastive.methods.moco import MoCo
+from keras_contrastive.methods.nnclr import NNCLR
 from keras_contrastive.methods.pairs import Pairs
 from keras_contrastive.methods.simsiam import SimSiam
 from keras_contrastive.methods.supervised import Supervised

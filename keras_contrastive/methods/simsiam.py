@@ -4,13 +4,13 @@ import keras
 from keras import ops
 
 from keras_contrastive.losses.prediction_losses import SimSiamLoss
+from keras_contrastive.methods._predictor import check_predictor, predictor_mlp, projection_dim
 from keras_contrastive.methods.method import Step, project
 from keras_contrastive.methods.two_view import TwoView
 from keras_contrastive.metrics.embedding_std import EmbeddingStd
 from keras_contrastive.ops.similarity import compute_dtype, l2_normalize
 
 # PyTorch's BatchNorm1d defaults (momentum 0.1 is Keras' 0.9), as both papers' code uses them.
-_BN_MOMENTUM, _BN_EPSILON = 0.9, 1e-5
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -80,12 +80,12 @@ class SimSiam(TwoView):
         self.predictor = predictor
 
     def attach(self, model):
-        dim = _projection_dim(model, self.predictor)
+        dim = projection_dim(model, type(self).__name__, self.predictor)
         if self.predictor is None:
-            self.predictor = _mlp(dim, self.predictor_hidden_dim(dim), name="predictor")
+            self.predictor = predictor_mlp(dim, self.predictor_hidden_dim(dim), name="predictor")
         elif not self.predictor.built:
             self.predictor.build((None, dim))
-        _check_predictor(self.predictor, dim)
+        check_predictor(self.predictor, dim)
 
     def predictor_hidden_dim(self, dim):
         """The hidden width of the default predictor on `dim`-d projections: `max(dim // 4, 8)`."""
@@ -154,48 +154,3 @@ def symmetric_rows(predictions, targets):
 def online_towers(model):
     """The model's `encoder` and, when it has one, `projection_head`."""
     return [tower for tower in (model.encoder, model.projection_head) if tower is not None]
-
-
-def _projection_dim(model, predictor):
-    """`D`, the last dim of the model's projections, or None if a built predictor needs none."""
-    try:
-        shape = tuple(model.encoder.output_shape)
-        if model.projection_head is not None:
-            shape = tuple(model.projection_head.compute_output_shape(shape))
-        return shape[-1]
-    except (AttributeError, ValueError, NotImplementedError):
-        if predictor is not None and predictor.built:
-            return None
-        raise ValueError(
-            "The predictor is built from the projection dim, which cannot be read from "
-            f"the encoder `{model.encoder.name}`: use an encoder with a known output shape "
-            "(a functional keras.Model with an Input) or pass a built `predictor=`."
-        ) from None
-
-
-def _mlp(dim, hidden, name):
-    """`Dense(hidden, no bias) -> BatchNormalization -> ReLU -> Dense(dim)` on `dim` inputs."""
-    return keras.Sequential(
-        [
-            keras.Input((dim,)),
-            keras.layers.Dense(hidden, use_bias=False),
-            keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON),
-            keras.layers.ReLU(),
-            keras.layers.Dense(dim),
-        ],
-        name=name,
-    )
-
-
-def _check_predictor(predictor, dim):
-    if dim is None:
-        return
-    try:
-        out = predictor.compute_output_shape((None, dim))[-1]
-    except NotImplementedError:  # a layer that cannot tell: the loss checks the shapes
-        return
-    if out != dim:
-        raise ValueError(
-            f"`predictor` must map the {dim}-d projections to {dim}-d predictions (they "
-            f"are compared with {dim}-d targets). Received: a predictor of output dim {out}"
-        )
