@@ -41,6 +41,30 @@ def cpu_strategy(num_replicas):
     return kc.distribute.isolate_collective_keys(strategy)
 
 
+def replica_sum(fn, x, sizes):
+    """The replicas' losses and gradients summed: replica r holds rows `sizes[r]`.
+
+    Each replica's mean is scaled by its share of the batch, `b_r / B`: Keras'
+    `1 / num_replicas` for an even split, as `ContrastiveModel` scales an uneven one.
+    """
+    strategy = cpu_strategy(len(sizes))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype("int32")
+
+    def step(x_all):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        start = tf.gather(tf.constant(starts), replica)
+        size = tf.gather(tf.constant(sizes, "int32"), replica)
+        with tf.GradientTape() as tape:
+            tape.watch(x_all)
+            local = tf.reshape(tf.slice(x_all, [start, 0, 0], [size, -1, -1]), (-1,) + x.shape[1:])
+            share = tf.cast(size, "float32") / x.shape[0]
+            loss = tf.reduce_mean(fn(local)) * share
+        return loss, tape.gradient(loss, x_all)
+
+    losses, grads = strategy.run(tf.function(step, autograph=False), args=(tf.constant(x),))
+    return strategy.reduce("SUM", losses, axis=None), strategy.reduce("SUM", grads, axis=None)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
