@@ -75,20 +75,25 @@ def load_data(args):
     return kc.datasets.tfds_split(args.dataset, image_size=args.image_size)
 
 
+def build_augmenter(args, input_shape):
+    """SimCLR's views (crops, color jitter, blur) with ±10° rotation; no flip for digits."""
+    return kc.layers.SimCLRAugmentation(
+        image_size=input_shape[:2],
+        value_range=(0, 1),
+        crop_area=(0.3, 1.0),
+        # Digits change meaning when mirrored; natural images do not.
+        flip_rate=0.0 if args.dataset in ("digits", "mnist") else 0.5,
+        rotation=10.0,
+        seed=args.seed,
+    )
+
+
 def build_model(args, input_shape):
     encoder = kc.encoders.small_cnn(input_shape=input_shape, width=args.width)
     model = kc.ContrastiveModel(
         encoder=encoder,
         projection_head=kc.layers.ProjectionHead(hidden_dims=(256,), output_dim=64),
-        augmenter=kc.layers.SimCLRAugmentation(
-            image_size=input_shape[:2],
-            value_range=(0, 1),
-            crop_area=(0.3, 1.0),
-            # Digits change meaning when mirrored; natural images do not.
-            flip_rate=0.0 if args.dataset in ("digits", "mnist") else 0.5,
-            rotation=10.0,
-            seed=args.seed,
-        ),
+        augmenter=build_augmenter(args, input_shape),
         seed=args.seed,
     )
     model.compile(
@@ -118,16 +123,17 @@ def flatten(x, y):
     return x.reshape(len(x), -1), y
 
 
-def print_table(raw, simclr):
-    print(f"\n{'top-1 test accuracy (%)':<28}{'raw pixels':>12}{'SimCLR':>10}")
+def print_table(raw, simclr, title="SimCLR"):
+    width = max(10, len(title) + 2)
+    print(f"\n{'top-1 test accuracy (%)':<28}{'raw pixels':>12}{title:>{width}}")
     for name in raw:
-        print(f"{name:<28}{raw[name]:>12.1f}{simclr[name]:>10.1f}")
+        print(f"{name:<28}{raw[name]:>12.1f}{simclr[name]:>{width}.1f}")
 
 
-def plot_curves(history, path):
+def plot_curves(history, path, keys=("loss", "contrastive_accuracy", "knn_accuracy")):
     fig = Figure(figsize=(10, 3.5), layout="constrained")
-    axes = fig.subplots(1, 3)
-    for ax, key in zip(axes, ("loss", "contrastive_accuracy", "knn_accuracy"), strict=True):
+    axes = fig.subplots(1, len(keys))
+    for ax, key in zip(axes, keys, strict=True):
         values = history.get(key, [])
         every = max(1, len(history["loss"]) // max(1, len(values)))
         ax.plot(np.arange(1, len(values) + 1) * every, values, marker="." if every > 1 else None)
