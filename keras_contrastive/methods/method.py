@@ -172,7 +172,11 @@ class Method(keras.layers.Layer):
         """Builds the method's own layers from the model's towers. Default: nothing."""
 
     def default_loss(self):
-        raise NotImplementedError(f"{type(self).__name__} must define `default_loss()`.")
+        """The loss `compile` uses when given none. Default: none, so `loss=` is required."""
+        raise ValueError(
+            f"{type(self).__name__} has no default loss: pass `loss=` to `compile`, a "
+            "keras.losses.Loss whose kc.losses.LossContract this method can feed."
+        )
 
     def default_metrics(self):
         """The metrics reported when `compile` is given none of the same name."""

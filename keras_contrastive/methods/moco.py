@@ -6,6 +6,7 @@ from keras import ops
 from keras_contrastive.distribute import gather_candidates
 from keras_contrastive.layers import KeyQueue, MomentumEncoder
 from keras_contrastive.losses import InfoNCELoss
+from keras_contrastive.methods._predictor import projection_dim
 from keras_contrastive.methods.method import Step, project, with_state
 from keras_contrastive.methods.two_view import TwoView
 from keras_contrastive.metrics import ContrastiveAccuracy
@@ -67,7 +68,7 @@ class MoCo(TwoView):
         towers = [t for t in (model.encoder, model.projection_head) if t is not None]
         self.key_encoder = MomentumEncoder.copy_of(towers, self.momentum, name="key_encoder")
         if self.queue_size is not None:
-            dim = self.key_encoder.compute_output_shape(model.encoder.input_shape)[-1]
+            dim = projection_dim(model, "MoCo")
             self.key_queue = KeyQueue(self.queue_size, dim, seed=model.seed, name="key_queue")
 
     def default_loss(self):

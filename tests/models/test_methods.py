@@ -237,3 +237,14 @@ def test_a_new_method_is_one_class_and_needs_no_model_change(tmp_path):
     assert history["contrastive_accuracy"][-1] > history["contrastive_accuracy"][0]
     restored = kc.ContrastiveModel.from_config(model.get_config())
     assert isinstance(restored.method, NoisyCopies) and restored.method.stddev == 0.2
+
+
+def test_a_method_without_a_default_loss_asks_for_one():
+    class NoDefault(NoisyCopies):
+        def default_loss(self):
+            return kc.methods.Method.default_loss(self)
+
+    model = kc.ContrastiveModel(encoder=mlp(), projection_head=head(8), method=NoDefault())
+    with pytest.raises(ValueError, match="NoDefault has no default loss: pass `loss=`"):
+        model.compile()
+    model.compile(loss=losses.NTXentLoss())  # a loss given: fine
