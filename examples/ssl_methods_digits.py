@@ -16,9 +16,12 @@ pixels). Only the projection head, the `kc.methods` method and the loss change:
   et al. 2020);
 - `simsiam`: `SimSiam` (a predictor and a stop-gradient, Chen & He 2021);
 - `nnclr`: `NNCLR` (the positive of each view is its nearest neighbour in a
-  support set of past projections) and its InfoNCE, τ = 0.1 (Dwibedi et al. 2021).
+  support set of past projections) and its InfoNCE, τ = 0.1 (Dwibedi et al. 2021);
+- `dino`: `DINO` (a student matches a momentum teacher's centered, sharpened
+  distribution over prototypes) with multi-crop: the two global views and
+  four local 8x8 crops of 5-30% of the image (Caron et al. 2021).
 
-Barlow Twins, VICReg, BYOL and SimSiam have no negatives, so nothing in their
+Barlow Twins, VICReg, BYOL, SimSiam and DINO have no negatives, so nothing in their
 loss forbids collapse to a constant. The table reports their collapse monitor,
 `embedding_std`: the per-dimension standard deviation of the L2-normalized
 projections of the training images, about `1 / sqrt(D)` when they are spread
@@ -77,9 +80,10 @@ TITLES = {
     "byol": "BYOL",
     "simsiam": "SimSiam",
     "nnclr": "NNCLR",
+    "dino": "DINO",
 }
 # No negatives in the loss: collapse is possible, and monitored.
-NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam")
+NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam", "dino")
 
 
 def method_parts(args, total_steps):
@@ -107,7 +111,36 @@ def method_parts(args, total_steps):
     if args.method == "nnclr":
         method = kc.methods.NNCLR(queue_size=queue_size)
         return simclr_head(), method, kc.losses.NNCLRLoss(temperature=0.1)
+    if args.method == "dino":
+        return simclr_head(), dino(args, total_steps), kc.losses.DINOLoss()
     raise ValueError(f"`--method` must be one of {list(TITLES)}. Received: {args.method!r}")
+
+
+def dino(args, total_steps):
+    """DINO as its paper, scaled to digits: 256 prototypes, four local 8x8 crops.
+
+    The paper's multi-crop has two global 224x224 crops of 40-100% of the
+    image and several local 96x96 crops of 5-40%; here the global views are
+    the demo's 16x16 crops of 30-100% and the local ones 8x8 crops of 5-30%.
+    The teacher's momentum rises from 0.99 to 1 (as BYOL's here), its
+    temperature from 0.04 to 0.07 over the first tenth of the run; the
+    student's temperature is 0.1 and the center's momentum 0.9 (the paper's).
+    """
+    local = kc.layers.SimCLRAugmentation(
+        image_size=(8, 8),
+        value_range=(0, 1),
+        crop_area=(0.05, 0.3),
+        flip_rate=0.0 if args.dataset in ("digits", "mnist") else 0.5,
+        rotation=10.0,
+        seed=args.seed + 1,
+    )
+    return kc.methods.DINO(
+        num_prototypes=256,
+        momentum=0.99,
+        total_steps=total_steps,
+        local_augmenter=local,
+        num_local_views=4,
+    )
 
 
 def parse_args(argv=None):
@@ -125,7 +158,9 @@ def parse_args(argv=None):
 
 def build_model(args, input_shape, total_steps):
     """The demo's encoder, augmentation and optimizer, with the method's head and loss."""
-    encoder = kc.encoders.small_cnn(input_shape=input_shape, width=args.width)
+    # DINO's local views are smaller than the global ones: an encoder of any image size.
+    encoder_shape = (None, None, input_shape[-1]) if args.method == "dino" else input_shape
+    encoder = kc.encoders.small_cnn(input_shape=encoder_shape, width=args.width)
     head, method, loss = method_parts(args, total_steps)
     model = kc.ContrastiveModel(
         encoder=encoder,
@@ -134,7 +169,7 @@ def build_model(args, input_shape, total_steps):
         method=method,
         seed=args.seed,
     )
-    # BYOL and SimSiam report `embedding_std` already; the other two add it.
+    # BYOL, SimSiam and DINO report `embedding_std` already; the other two add it.
     metrics = [kc.metrics.EmbeddingStd()] if args.method in ("barlow_twins", "vicreg") else None
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss=loss, metrics=metrics)
     return model

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_contrastive.ops._validation import check_number
+from keras_contrastive.ops._validation import check_bool, check_number
 
 
 def _check_towers(towers, name="towers"):
@@ -32,6 +32,36 @@ def _freeze(tower):
     # True first makes False reach every sublayer and weight.
     tower.trainable = True
     tower.trainable = False
+
+
+def _with_batch_statistics(tower, x):
+    """`tower(x)` with every batch normalization of `tower` on the batch's own statistics.
+
+    Keras runs a non-trainable BatchNormalization in inference mode whatever
+    `training` says; its flag is lifted for this call only (at trace time in
+    a `tf.function`), as PyTorch runs a frozen network in train mode. Towers
+    with dropout are refused, which training mode would turn on. The moving
+    statistics keep their values (the layer's momentum is 1 for the call):
+    they follow the sources' by `update` alone, the same on every replica.
+    """
+    layers = list(tower._flatten_layers(include_self=True))
+    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    if dropouts:
+        raise ValueError(
+            "`batch_statistics=True` runs the towers in training mode, which would turn on "
+            f"their dropout: `{tower.name}` has {[layer.name for layer in dropouts]}."
+        )
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for layer in norms:
+            layer.trainable = True
+            layer.momentum = 1.0  # the moving statistics keep their value
+        return tower(x, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.trainable = False
+            layer.momentum = momentum
 
 
 def _output_shape(tower, input_shape):
@@ -82,8 +112,9 @@ class MomentumEncoder(keras.layers.Layer):
     Non-trainable weights follow the same way, so BatchNormalization's moving
     statistics, with which the frozen towers normalize, track the sources'.
     `call` runs the towers in order in inference mode (`training=False`: no
-    dropout, moving BN statistics that the call never updates) and stops the
-    gradient of the output.
+    dropout, moving BN statistics that the call never updates; see
+    `batch_statistics` for the batch's own) and stops the gradient of the
+    output.
 
     Build one with `MomentumEncoder.copy_of(towers)` from the built source
     towers. Under a `tf.distribute` strategy each replica holds its own copy of
@@ -98,6 +129,13 @@ class MomentumEncoder(keras.layers.Layer):
         momentum: float in `[0, 1)`, the weight `m` of the current value in the
             moving average; `0` copies the sources. Defaults to `0.999`
             (MoCo; BYOL starts at `0.996`).
+        batch_statistics: bool. `False` (default): the towers run in inference
+            mode, a BatchNormalization normalizing with its moving statistics.
+            `True`: each BatchNormalization normalizes the batch with its own
+            statistics, as the reference code of DINO (and BYOL, MoCo) runs its
+            frozen network in train mode; needed where the moving statistics
+            lag behind the batches (early in training, with a slow moving
+            average). Towers with dropout are refused: it would turn on too.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Shape:
@@ -119,17 +157,18 @@ class MomentumEncoder(keras.layers.Layer):
           Self-Supervised Learning" (BYOL). https://arxiv.org/abs/2006.07733
     """
 
-    def __init__(self, towers, momentum=0.999, **kwargs):
+    def __init__(self, towers, momentum=0.999, batch_statistics=False, **kwargs):
         super().__init__(**kwargs)
         self.towers = _check_towers(towers)
         self.momentum = _check_momentum(momentum)
+        self.batch_statistics = check_bool("batch_statistics", batch_statistics)
         for tower in self.towers:
             _freeze(tower)
         if all(tower.built for tower in self.towers):
             self.built = True
 
     @classmethod
-    def copy_of(cls, towers, momentum=0.999, name="momentum_encoder"):
+    def copy_of(cls, towers, momentum=0.999, name="momentum_encoder", batch_statistics=False):
         """A `MomentumEncoder` of frozen copies of the given, built `towers`.
 
         Each copy has the config and the current weights of its tower and is
@@ -141,6 +180,7 @@ class MomentumEncoder(keras.layers.Layer):
                 order: the query (online) towers whose EMA the copies follow.
             momentum: float in `[0, 1)`. Defaults to `0.999` (MoCo).
             name: str, the name of the layer. Defaults to `"momentum_encoder"`.
+            batch_statistics: bool, as the constructor's. Defaults to `False`.
 
         Returns:
             A `MomentumEncoder` whose `update(towers)` follows `towers`.
@@ -166,7 +206,7 @@ class MomentumEncoder(keras.layers.Layer):
             if index:
                 shape = _output_shape(towers[index - 1], shape)
             copies.append(_frozen_copy(tower, shape, index))
-        return cls(copies, momentum=momentum, name=name)
+        return cls(copies, momentum=momentum, batch_statistics=batch_statistics, name=name)
 
     def build(self, input_shape):
         shape = input_shape
@@ -178,7 +218,10 @@ class MomentumEncoder(keras.layers.Layer):
     def call(self, inputs):
         x = inputs
         for tower in self.towers:
-            x = tower(x, training=False)
+            if self.batch_statistics:
+                x = _with_batch_statistics(tower, x)
+            else:
+                x = tower(x, training=False)
         return keras.tree.map_structure(ops.stop_gradient, x)
 
     def compute_output_shape(self, input_shape):
@@ -254,6 +297,7 @@ class MomentumEncoder(keras.layers.Layer):
             **super().get_config(),
             "towers": [keras.saving.serialize_keras_object(tower) for tower in self.towers],
             "momentum": self.momentum,
+            "batch_statistics": self.batch_statistics,
         }
 
     @classmethod

@@ -7,6 +7,7 @@ from keras_contrastive.losses.contrastive_margin_loss import (
     ContrastiveMarginLoss,
     contrastive_margin_loss,
 )
+from keras_contrastive.losses.dino_loss import DINOLoss, dino_loss
 from keras_contrastive.losses.info_nce_loss import InfoNCELoss, info_nce_loss
 from keras_contrastive.losses.nnclr_loss import NNCLRLoss, nnclr_loss
 from keras_contrastive.losses.ntxent_loss import NTXentLoss, ntxent_loss

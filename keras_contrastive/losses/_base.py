@@ -11,8 +11,8 @@ from keras_contrastive.ops.similarity import compute_dtype
 
 _LABELS = ("ignored", "integer", "pairs")
 _Y_PRED = {"single": "(B, D)", "pair": "(B, 2, D)", "views": "(B, V, D)"}
-_STATE = ("temperature", "bias", "negative_keys")
-_SCALAR_STATE = ("temperature", "bias")
+_STATE = ("temperature", "bias", "negative_keys", "teacher_temperature", "center")
+_SCALAR_STATE = ("temperature", "bias", "teacher_temperature")
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -32,7 +32,8 @@ class LossContract:
             embedding per example; `"views"`: `(B, V, D)`, any `V >= 1`.
         state: the names the loss accepts as extra entries of a dict `y_pred`
             `{"embeddings": ..., name: value}`, a subset of `("temperature",
-            "bias", "negative_keys")`. Default `()`: none.
+            "bias", "negative_keys", "teacher_temperature", "center")`.
+            Default `()`: none.
 
     Example:
 

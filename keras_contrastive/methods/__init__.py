@@ -8,6 +8,7 @@ or `Pairs` (similar flags).
 """
 
 from keras_contrastive.methods.byol import BYOL
+from keras_contrastive.methods.dino import DINO
 from keras_contrastive.methods.dual_encoder import DualEncoder
 from keras_contrastive.methods.method import Method, Prepared, Step
 from keras_contrastive.methods.moco import MoCo

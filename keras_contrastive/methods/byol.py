@@ -108,11 +108,7 @@ class BYOL(SimSiam):
         `1 − (1 − τ_base)(cos(π k / K) + 1) / 2` for `k` in `[0, K]`, 1 after;
         `momentum` when `total_steps` is None. A float32 tensor for a schedule.
         """
-        if self.total_steps is None:
-            return self.momentum
-        k = ops.clip(ops.cast(step, "float32"), 0.0, float(self.total_steps))
-        cosine = ops.cos(k * (math.pi / self.total_steps))
-        return 1.0 - (1.0 - self.momentum) * (cosine + 1.0) / 2.0
+        return cosine_momentum(step, self.momentum, self.total_steps)
 
     def after_step(self, model, step):
         """The EMA of the target towers, by `momentum_at` the step just taken."""
@@ -127,3 +123,16 @@ class BYOL(SimSiam):
             "momentum": self.momentum,
             "total_steps": self.total_steps,
         }
+
+
+def cosine_momentum(step, base, total_steps):
+    """BYOL's (and DINO's) EMA factor at step `k`: `1 − (1 − base)(cos(π k / K) + 1) / 2`.
+
+    Clipped to `k` in `[0, K]` (1 after `K` steps); `base` when `total_steps`
+    is None. A float32 tensor for a schedule.
+    """
+    if total_steps is None:
+        return base
+    k = ops.clip(ops.cast(step, "float32"), 0.0, float(total_steps))
+    cosine = ops.cos(k * (math.pi / total_steps))
+    return 1.0 - (1.0 - base) * (cosine + 1.0) / 2.0

@@ -12,7 +12,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 # Run once per method below: `--method` is required.
 SSL_SCRIPT = "ssl_methods_digits.py"
 SCRIPTS = sorted(path.name for path in EXAMPLES.glob("*.py") if path.name != SSL_SCRIPT)
-SSL_METHODS = ("simclr", "moco", "barlow_twins", "vicreg", "byol", "simsiam", "nnclr")
+SSL_METHODS = ("simclr", "moco", "barlow_twins", "vicreg", "byol", "simsiam", "nnclr", "dino")
 NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam")
 
 

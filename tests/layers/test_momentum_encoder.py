@@ -164,6 +164,43 @@ def test_call_never_updates_batch_norm_statistics(rng):
     np.testing.assert_allclose(key(x[:1]), out[:1], rtol=1e-5, atol=1e-6)
 
 
+def test_batch_statistics_normalize_each_batch_with_its_own_statistics(rng):
+    """As the source in training mode, eagerly and traced; the flags stay frozen."""
+    sources = cnn_and_head()
+    key = MomentumEncoder.copy_of(sources, batch_statistics=True)
+    x = images(rng, n=6)
+    norms = [
+        layer
+        for tower in key.towers
+        for layer in tower._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms
+    traced = tf.function(lambda x: key(x))
+    frozen = numpy_weights(key.towers)
+    for call in (key, traced):
+        out = call(x)
+        want = x
+        for source in sources:
+            want = source(want, training=True)  # batch statistics
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(out[:1], key.towers[1](key.towers[0](x[:1])), atol=1e-3)
+        assert not key.trainable_weights and not any(layer.trainable for layer in norms)
+        for got, want in zip(numpy_weights(key.towers), frozen, strict=True):
+            np.testing.assert_array_equal(got, want)  # moving statistics included
+    config = key.get_config()
+    assert config["batch_statistics"] is True
+    assert MomentumEncoder.from_config(config).batch_statistics is True
+
+
+def test_batch_statistics_refuse_towers_with_dropout(rng):
+    key = MomentumEncoder.copy_of(mlp(dropout=0.5), batch_statistics=True)
+    with pytest.raises(ValueError, match="would turn on their dropout.*dropout"):
+        key(rng.normal(size=(4, 6)).astype("float32"))
+    with pytest.raises(TypeError, match="`batch_statistics`"):
+        MomentumEncoder(mlp(), batch_statistics="yes")
+
+
 # ------------------------------------------------------------------ update
 @pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
 def test_update_is_an_ema_of_a_dense_tower(momentum, rng):

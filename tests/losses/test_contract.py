@@ -94,7 +94,10 @@ def test_contract_of_user_losses():
         ({"labels": "int"}, r"`labels` must be one of \['ignored', 'integer', 'pairs'\]"),
         ({"labels": None}, r"Received: labels=None"),
         ({"y_pred": "triplets"}, r"`y_pred` must be one of \['pair', 'single', 'views'\]"),
-        ({"state": ("temperature", "margin")}, r"\['bias', 'negative_keys', 'temperature'\]"),
+        (
+            {"state": ("temperature", "margin")},
+            r"\['bias', 'center', 'negative_keys', 'teacher_temperature', 'temperature'\]",
+        ),
         ({"state": "temperature"}, r"tuple of names.*Received: state='temperature'"),
         ({"state": ("bias", "bias")}, r"must not repeat a name"),
         ({"state": None}, r"Received: state=None"),
