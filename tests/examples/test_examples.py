@@ -13,7 +13,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 SSL_SCRIPT = "ssl_methods_digits.py"
 SCRIPTS = sorted(path.name for path in EXAMPLES.glob("*.py") if path.name != SSL_SCRIPT)
 SSL_METHODS = ("simclr", "moco", "barlow_twins", "vicreg", "byol", "simsiam", "nnclr", "dino")
-NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam")
+NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam", "dino")
 
 
 def run_smoke(script, tmp_path, *flags):
