@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import keras_contrastive as kc
 
@@ -69,3 +70,51 @@ def clip_model(image_head, text_head):
 def captions():
     """`(BATCH,)` raw caption strings."""
     return np.array([CAPTIONS[i % 4] for i in range(BATCH)])
+
+
+def assert_export_holds_the_encoder_only(model, encoder, path):
+    """`kc.export.export_encoder(model)` holds `encoder`'s variables only and serves its output."""
+    kc.export.export_encoder(model, path)
+    loaded = tf.saved_model.load(str(path))
+    exported = [v.numpy() for v in loaded.variables]
+    own = [v.numpy() for v in encoder.variables]
+    assert len(exported) == len(own)
+    for value in exported:  # each one is a variable of the encoder
+        assert any(value.shape == o.shape and np.array_equal(value, o) for o in own)
+    images = np.random.default_rng(0).uniform(size=(3, 8, 8, 3)).astype("float32")
+    served = loaded.signatures["serving_default"](images=tf.constant(images))["embedding"]
+    want = encoder(images, training=False).numpy()
+    want /= np.linalg.norm(want, axis=-1, keepdims=True)
+    np.testing.assert_allclose(served, want, atol=1e-5)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Raises `RuntimeError("interrupted")` after batch 1 of epoch 1: a kill mid-run."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == (1, 1):
+            raise RuntimeError("interrupted")
+
+
+def resumed_and_straight(fresh, dataset, path):
+    """Two epochs of `fresh()` straight, and killed then resumed by `BackupAndRestore`.
+
+    Asserts the two runs end with the same weights and returns both models.
+    """
+    straight = fresh()
+    straight.fit(dataset(), epochs=2, verbose=0, shuffle=False)
+    backup = kc.callbacks.BackupAndRestore(path, save_freq=2)
+    try:
+        fresh().fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup, _Interrupt()])
+    except RuntimeError as error:
+        assert str(error) == "interrupted"
+    else:
+        raise AssertionError("the run was not interrupted")
+    resumed = fresh()
+    resumed.fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup])
+    for got, want in zip(resumed.get_weights(), straight.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    return resumed, straight

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy
-from towers import head, mlp
+from towers import assert_export_holds_the_encoder_only, head, mlp, resumed_and_straight
 
 import keras_contrastive as kc
 from keras_contrastive.losses.prediction_losses import BYOLLoss, SimSiamLoss, byol_loss
@@ -258,40 +258,14 @@ def test_backup_and_restore_resume_keeps_the_target(tmp_path):
         keras.utils.set_random_seed(0)
         return make(BYOL(momentum=0.9, total_steps=8), optimizer=keras.optimizers.Adam(0.01))
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            if (self.epoch, batch) == (1, 1):
-                raise RuntimeError("interrupted")
-
-    straight = fresh()
-    straight.fit(dataset(), epochs=2, verbose=0, shuffle=False)
-    backup = kc.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=2)
-    with pytest.raises(RuntimeError, match="interrupted"):
-        fresh().fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup, Interrupt()])
-    resumed = fresh()
-    resumed.fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup])
-    for got, want in zip(resumed.get_weights(), straight.get_weights(), strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-6)
+    resumed, straight = resumed_and_straight(fresh, dataset, tmp_path / "backup")
     np.testing.assert_allclose(targets(resumed, pairs()), targets(straight, pairs()), atol=1e-6)
 
 
 def test_export_holds_the_encoder_only(tmp_path):
     encoder = kc.encoders.small_cnn(input_shape=(8, 8, 3), width=2)
     model = kc.ContrastiveModel(encoder=encoder, projection_head=head(4), method=BYOL())
-    assert model.method.predictor.weights and model.method.target_encoder.weights
-    kc.export.export_encoder(model, tmp_path / "encoder")
-    loaded = tf.saved_model.load(str(tmp_path / "encoder"))
-    exported = [v.numpy() for v in loaded.variables]
-    own = [v.numpy() for v in encoder.variables]
-    assert len(exported) == len(own)
-    for value in exported:  # each one is a variable of the encoder
-        assert any(value.shape == o.shape and np.array_equal(value, o) for o in own)
-    images = np.random.default_rng(0).uniform(size=(3, 8, 8, 3)).astype("float32")
-    served = loaded.signatures["serving_default"](images=tf.constant(images))["embedding"]
-    np.testing.assert_allclose(served, normalize(encoder(images, training=False)), atol=1e-5)
+    assert_export_holds_the_encoder_only(model, encoder, tmp_path / "encoder")
 
 
 # ------------------------------------------------------------------ replicas
