@@ -1,5 +1,7 @@
 """Symmetric image–text contrastive loss of CLIP."""
 
+import functools
+
 import keras
 from keras import ops
 
@@ -7,11 +9,14 @@ from keras_contrastive.distribute import gather_candidates, replica_context
 from keras_contrastive.losses._base import ContrastiveLoss, LossContract, integer_labels, views
 from keras_contrastive.ops._validation import check_bool, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_nll, is_plain
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import multi_positive_cross_entropy
 
 
-def clip_loss(y_true, y_pred, temperature=0.07, chunk_size=None):
+def clip_loss(
+    y_true, y_pred, temperature=0.07, chunk_size=None, tau_plus=0.0, beta=0.0, decoupled=False
+):
     """Symmetric CLIP loss for each of B (image, text) pairs.
 
     `logits = I·Tᵀ / τ` over normalized embeddings; the value of pair `i` is
@@ -30,6 +35,14 @@ def clip_loss(y_true, y_pred, temperature=0.07, chunk_size=None):
             `>= 1` scores images (then texts) in blocks of that many rows and
             recomputes each block for the gradient (`kc.ops.map_row_chunks`),
             so memory grows as `B · chunk_size`. Same values.
+        tau_plus, beta, decoupled: debiased negatives (`τ⁺` in `[0, 1)`,
+            Chuang et al. 2020), hard-negative weighting (`β >= 0`, Robinson
+            et al. 2021) and the decoupled loss (DCL, Yeh et al. 2021), in both
+            directions (see `kc.ops.hard_negative_nll`). The negatives of an
+            image are the texts of other groups: with group ids, the other
+            texts of its group are neither positives' competitors nor
+            negatives, and a row's value is the mean over its positives. The
+            defaults (0, 0, False) give the CLIP loss as above.
 
     Returns:
         `(B,)` float32 per-pair losses.
@@ -46,11 +59,13 @@ def clip_loss(y_true, y_pred, temperature=0.07, chunk_size=None):
     """
     check_positive("temperature", temperature)
     check_chunk_size(chunk_size)
+    options = check_hard_negatives(tau_plus, beta, decoupled)
+    plain = is_plain(*options)
     z = l2_normalize(views(y_pred, layout="(B, 2, D) (image, text)"))
     ids = None if y_true is None else integer_labels(y_true, z)
     scale = ops.cast(1.0 / temperature, z.dtype)
     images, texts = z[:, 0] * scale, z[:, 1]
-    if chunk_size is None and replica_context() is None:
+    if plain and chunk_size is None and replica_context() is None:
         return _one_matrix_loss(images, texts, ids)
     global_images, offset = gather_candidates(z[:, 0])
     global_texts, _ = gather_candidates(texts)
@@ -59,11 +74,15 @@ def clip_loss(y_true, y_pred, temperature=0.07, chunk_size=None):
         global_ids = ops.arange(ops.shape(global_texts)[0])
     else:
         global_ids, _ = gather_candidates(ids)
+    rows = _cross_entropy_rows
+    shared = ()
+    if not plain:
+        rows, shared = functools.partial(_hard_negative_rows, options), (-scale,)
     image_to_text = map_row_chunks(
-        _cross_entropy_rows, (images, ids), (global_texts, global_ids), chunk_size
+        rows, (images, ids), (global_texts, global_ids, *shared), chunk_size
     )
     text_to_image = map_row_chunks(
-        _cross_entropy_rows, (texts * scale, ids), (global_images, global_ids), chunk_size
+        rows, (texts * scale, ids), (global_images, global_ids, *shared), chunk_size
     )
     return 0.5 * (image_to_text + text_to_image)
 
@@ -87,6 +106,13 @@ def _cross_entropy_rows(anchors, ids, candidates, candidate_ids):
     return multi_positive_cross_entropy(logits, ids[:, None] == candidate_ids[None, :])
 
 
+def _hard_negative_rows(options, anchors, ids, candidates, candidate_ids, min_logit):
+    """Per anchor: `hard_negative_nll` of its group's candidates against the other groups'."""
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    positives = ids[:, None] == candidate_ids[None, :]
+    return hard_negative_nll(logits, positives, ~positives, *options, min_logit=min_logit)
+
+
 @keras.saving.register_keras_serializable(package="keras_contrastive")
 class CLIPLoss(ContrastiveLoss):
     """Symmetric CLIP loss over (image, text) pairs: `y_pred` is `(B, 2, D)`.
@@ -108,6 +134,12 @@ class CLIPLoss(ContrastiveLoss):
         use_group_ids: if True, `y_true` holds `(B,)` integer group ids and
             texts of the same group are all positives; if False (default),
             `y_true` is ignored and the positive of image `i` is text `i`.
+        tau_plus: `τ⁺` in `[0, 1)`, debiased negatives (Chuang et al. 2020).
+            Default 0.
+        beta: `β >= 0`, hard-negative weighting (Robinson et al. 2021).
+            Default 0.
+        decoupled: bool, the decoupled loss (DCL, Yeh et al. 2021). Default
+            False. See `kc.losses.clip_loss`.
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -126,6 +158,9 @@ class CLIPLoss(ContrastiveLoss):
         temperature=0.07,
         use_group_ids=False,
         chunk_size=None,
+        tau_plus=0.0,
+        beta=0.0,
+        decoupled=False,
         reduction="sum_over_batch_size",
         name="clip_loss",
         dtype=None,
@@ -134,6 +169,7 @@ class CLIPLoss(ContrastiveLoss):
         self.temperature = check_positive("temperature", temperature)
         self.use_group_ids = check_bool("use_group_ids", use_group_ids)
         self.chunk_size = check_chunk_size(chunk_size)
+        self.tau_plus, self.beta, self.decoupled = check_hard_negatives(tau_plus, beta, decoupled)
 
     @property
     def contract(self):
@@ -144,7 +180,15 @@ class CLIPLoss(ContrastiveLoss):
         y_pred, state = self._split_state(y_pred)
         group_ids = y_true if self.use_group_ids else None
         temperature = state.get("temperature", self.temperature)
-        return clip_loss(group_ids, y_pred, temperature, self.chunk_size)
+        return clip_loss(
+            group_ids,
+            y_pred,
+            temperature,
+            self.chunk_size,
+            self.tau_plus,
+            self.beta,
+            self.decoupled,
+        )
 
     def get_config(self):
         return {
@@ -152,4 +196,7 @@ class CLIPLoss(ContrastiveLoss):
             "temperature": float(self.temperature),
             "use_group_ids": self.use_group_ids,
             "chunk_size": self.chunk_size,
+            "tau_plus": float(self.tau_plus),
+            "beta": float(self.beta),
+            "decoupled": self.decoupled,
         }

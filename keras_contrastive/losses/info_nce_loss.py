@@ -1,5 +1,7 @@
 """InfoNCE: a query against its positive key, in-batch keys and extra negatives."""
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -8,10 +10,20 @@ from keras_contrastive.distribute import gather_candidates
 from keras_contrastive.losses._base import ContrastiveLoss, LossContract, embeddings, views
 from keras_contrastive.ops._validation import check_dim, check_positive, check_rank
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_nll, is_plain
 from keras_contrastive.ops.similarity import l2_normalize
 
 
-def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None, chunk_size=None):
+def info_nce_loss(
+    y_true,
+    y_pred,
+    temperature=0.07,
+    negative_keys=None,
+    chunk_size=None,
+    tau_plus=0.0,
+    beta=0.0,
+    decoupled=False,
+):
     """InfoNCE loss for each of B queries.
 
     Query `q_i` has loss
@@ -29,6 +41,12 @@ def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None, chunk_si
             int `>= 1` scores the queries in blocks of that many rows and
             recomputes each block for the gradient (`kc.ops.map_row_chunks`),
             so memory grows as `(B + M) · chunk_size`. Same values.
+        tau_plus, beta, decoupled: debiased negatives (`τ⁺` in `[0, 1)`,
+            Chuang et al. 2020), hard-negative weighting (`β >= 0`, Robinson
+            et al. 2021) and the decoupled loss (DCL, Yeh et al. 2021), over
+            the `B − 1 + M` negatives of each query (see
+            `kc.ops.hard_negative_nll`). The defaults (0, 0, False) give
+            InfoNCE as above.
 
     Returns:
         `(B,)` float32 per-query losses.
@@ -48,10 +66,11 @@ def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None, chunk_si
     del y_true
     check_positive("temperature", temperature)
     check_chunk_size(chunk_size)
+    options = check_hard_negatives(tau_plus, beta, decoupled)
     z = l2_normalize(views(y_pred, layout="(B, 2, D) (query, key)"))
     queries, keys = z[:, 0], z[:, 1]
     inv_t = ops.cast(1.0 / temperature, z.dtype)
-    candidates, _ = gather_candidates(keys)
+    candidates, offset = gather_candidates(keys)
     if negative_keys is not None:
         negatives = ops.convert_to_tensor(negative_keys)
         check_rank("negative_keys", negatives, (2,), "(M, D)")
@@ -60,6 +79,11 @@ def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None, chunk_si
             ops.cast(embeddings(negatives, "negative_keys", min_batch=0), z.dtype)
         )
         candidates = ops.concatenate([candidates, negatives], axis=0)
+    if not is_plain(*options):  # the positive of query i is key offset + i
+        positive_index = ops.arange(ops.shape(queries)[0]) + offset
+        fn = functools.partial(_hard_negative_rows, options)
+        rows = (queries * inv_t, positive_index)
+        return map_row_chunks(fn, rows, (candidates, -inv_t), chunk_size)
     normaliser = map_row_chunks(_row_logsumexp, (queries * inv_t,), (candidates,), chunk_size)
     return normaliser - ops.sum(queries * keys, axis=-1) * inv_t
 
@@ -67,6 +91,13 @@ def info_nce_loss(y_true, y_pred, temperature=0.07, negative_keys=None, chunk_si
 def _row_logsumexp(anchors, candidates):
     """Per anchor: log Σ exp(anchor · candidate) over all candidates."""
     return ops.logsumexp(ops.matmul(anchors, ops.transpose(candidates)), axis=-1)
+
+
+def _hard_negative_rows(options, anchors, positive_index, candidates, min_logit):
+    """Per query: `hard_negative_nll` of its key against every other candidate."""
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    positives = ops.arange(ops.shape(candidates)[0])[None, :] == positive_index[:, None]
+    return hard_negative_nll(logits, positives, ~positives, *options, min_logit=min_logit)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -90,6 +121,13 @@ class InfoNCELoss(ContrastiveLoss):
         chunk_size: `None` (default, dense) or an int `>= 1`: score the
             queries in blocks of that many rows, recomputed in the backward
             pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
+        tau_plus: `τ⁺` in `[0, 1)`, debiased negatives (Chuang et al. 2020).
+            Default 0.
+        beta: `β >= 0`, hard-negative weighting (Robinson et al. 2021).
+            Default 0.
+        decoupled: bool, the decoupled loss (DCL, Yeh et al. 2021). Default
+            False. The three apply to the in-batch and the queue's negatives
+            alike (see `kc.losses.info_nce_loss`).
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -110,6 +148,9 @@ class InfoNCELoss(ContrastiveLoss):
         temperature=0.07,
         negative_keys=None,
         chunk_size=None,
+        tau_plus=0.0,
+        beta=0.0,
+        decoupled=False,
         reduction="sum_over_batch_size",
         name="info_nce_loss",
         dtype=None,
@@ -118,6 +159,7 @@ class InfoNCELoss(ContrastiveLoss):
         self.temperature = check_positive("temperature", temperature)
         self.negative_keys = None if negative_keys is None else np.asarray(negative_keys, "float32")
         self.chunk_size = check_chunk_size(chunk_size)
+        self.tau_plus, self.beta, self.decoupled = check_hard_negatives(tau_plus, beta, decoupled)
 
     def call(self, y_true, y_pred):
         y_pred, state = self._split_state(y_pred)
@@ -127,6 +169,9 @@ class InfoNCELoss(ContrastiveLoss):
             state.get("temperature", self.temperature),
             state.get("negative_keys", self.negative_keys),
             self.chunk_size,
+            self.tau_plus,
+            self.beta,
+            self.decoupled,
         )
 
     def get_config(self):
@@ -136,4 +181,7 @@ class InfoNCELoss(ContrastiveLoss):
             "temperature": float(self.temperature),
             "negative_keys": keys,
             "chunk_size": self.chunk_size,
+            "tau_plus": float(self.tau_plus),
+            "beta": float(self.beta),
+            "decoupled": self.decoupled,
         }

@@ -1,5 +1,7 @@
 """NT-Xent, the normalized temperature-scaled cross-entropy loss of SimCLR."""
 
+import functools
+
 import keras
 from keras import ops
 
@@ -7,11 +9,14 @@ from keras_contrastive.distribute import gather_candidates
 from keras_contrastive.losses._base import ContrastiveLoss, LossContract, views
 from keras_contrastive.ops._validation import check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_nll, is_plain
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import masked_logsumexp
 
 
-def ntxent_loss(y_true, y_pred, temperature=0.1, chunk_size=None):
+def ntxent_loss(
+    y_true, y_pred, temperature=0.1, chunk_size=None, tau_plus=0.0, beta=0.0, decoupled=False
+):
     """NT-Xent loss for each of the 2B anchors of B positive pairs.
 
     With the 2B normalized views and `s` the cosine similarity, the anchor `i`
@@ -28,6 +33,14 @@ def ntxent_loss(y_true, y_pred, temperature=0.1, chunk_size=None):
             matrix; an int `>= 1` scores the anchors in blocks of that many
             rows and recomputes each block for the gradient, so memory grows
             as `2B · chunk_size` (see `kc.ops.map_row_chunks`). Same values.
+        tau_plus: `τ⁺` in `[0, 1)`, debiasing for the chance that a negative
+            is of the anchor's class (Chuang et al. 2020). Default 0.
+        beta: `β >= 0`, weight of hard negatives by `e^{β s/τ}` (Robinson et
+            al. 2021). Default 0.
+        decoupled: bool, the positive leaves the denominator (DCL, Yeh et al.
+            2021). Default False. With `tau_plus=0, beta=0, decoupled=False`
+            (the defaults) the loss is NT-Xent as above; otherwise it is
+            `kc.ops.hard_negative_nll` over the 2B − 2 negatives of each anchor.
 
     Returns:
         `(B, 2)` float32: entry `[k, v]` is the loss of view `v` of pair `k`
@@ -47,6 +60,7 @@ def ntxent_loss(y_true, y_pred, temperature=0.1, chunk_size=None):
     del y_true
     check_positive("temperature", temperature)
     check_chunk_size(chunk_size)
+    options = check_hard_negatives(tau_plus, beta, decoupled)
     z = l2_normalize(views(y_pred))
     a, b = z[:, 0], z[:, 1]
     inv_t = ops.cast(1.0 / temperature, z.dtype)
@@ -57,6 +71,13 @@ def ntxent_loss(y_true, y_pred, temperature=0.1, chunk_size=None):
     local, total = ops.shape(a)[0], ops.shape(global_a)[0]
     rows = ops.arange(local) + offset
     self_index = ops.concatenate([rows, rows + total], axis=0)
+    if not is_plain(*options):  # the positive of view a is view b of its pair, and back
+        positive_index = ops.concatenate([rows + total, rows], axis=0)
+        fn = functools.partial(_hard_negative_rows, options)
+        losses = map_row_chunks(
+            fn, (anchors, self_index, positive_index), (candidates, -inv_t), chunk_size
+        )
+        return ops.stack([losses[:local], losses[local:]], axis=1)
     normaliser = map_row_chunks(
         _logsumexp_of_others, (anchors, self_index), (candidates,), chunk_size
     )
@@ -70,6 +91,15 @@ def _logsumexp_of_others(anchors, self_index, candidates):
     logits = ops.matmul(anchors, ops.transpose(candidates))
     not_self = ops.arange(ops.shape(candidates)[0])[None, :] != self_index[:, None]
     return masked_logsumexp(logits, not_self)
+
+
+def _hard_negative_rows(options, anchors, self_index, positive_index, candidates, min_logit):
+    """Per anchor: `hard_negative_nll` of its positive against the others but itself."""
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    columns = ops.arange(ops.shape(candidates)[0])[None, :]
+    positives = columns == positive_index[:, None]
+    negatives = (columns != self_index[:, None]) & ~positives
+    return hard_negative_nll(logits, positives, negatives, *options, min_logit=min_logit)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -91,6 +121,12 @@ class NTXentLoss(ContrastiveLoss):
         chunk_size: `None` (default, dense) or an int `>= 1`: score the
             anchors in blocks of that many rows, recomputed in the backward
             pass, for memory `O(B · chunk_size)` instead of `O(B²)`.
+        tau_plus: `τ⁺` in `[0, 1)`, debiased negatives (Chuang et al.
+            2020; their CIFAR-10 setting 0.1). Default 0.
+        beta: `β >= 0`, hard-negative weighting (Robinson et al. 2021;
+            β = 1 on STL-10). Default 0.
+        decoupled: bool, the decoupled loss (DCL, Yeh et al. 2021). Default
+            False. The defaults give NT-Xent exactly (see `kc.losses.ntxent_loss`).
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -111,6 +147,9 @@ class NTXentLoss(ContrastiveLoss):
         self,
         temperature=0.1,
         chunk_size=None,
+        tau_plus=0.0,
+        beta=0.0,
+        decoupled=False,
         reduction="sum_over_batch_size",
         name="ntxent_loss",
         dtype=None,
@@ -118,15 +157,21 @@ class NTXentLoss(ContrastiveLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_positive("temperature", temperature)
         self.chunk_size = check_chunk_size(chunk_size)
+        self.tau_plus, self.beta, self.decoupled = check_hard_negatives(tau_plus, beta, decoupled)
 
     def call(self, y_true, y_pred):
         y_pred, state = self._split_state(y_pred)
         temperature = state.get("temperature", self.temperature)
-        return ntxent_loss(y_true, y_pred, temperature, self.chunk_size)
+        return ntxent_loss(
+            y_true, y_pred, temperature, self.chunk_size, self.tau_plus, self.beta, self.decoupled
+        )
 
     def get_config(self):
         return {
             **super().get_config(),
             "temperature": float(self.temperature),
             "chunk_size": self.chunk_size,
+            "tau_plus": float(self.tau_plus),
+            "beta": float(self.beta),
+            "decoupled": self.decoupled,
         }

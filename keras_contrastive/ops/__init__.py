@@ -1,6 +1,7 @@
 """Pure `keras.ops` building blocks: similarity, distances, masks, mining, softmax."""
 
 from keras_contrastive.ops.chunked import map_row_chunks
+from keras_contrastive.ops.hard_negatives import hard_negative_nll
 from keras_contrastive.ops.masks import label_mask, off_diagonal_mask, positive_mask
 from keras_contrastive.ops.mining import (
     batch_all_triplet_values,
