@@ -34,34 +34,40 @@ def _freeze(tower):
     tower.trainable = False
 
 
+# Layers that training mode would turn on, and the attribute that turns each off.
+_NOISE = (
+    (keras.layers.Dropout, "rate"),
+    (keras.layers.GaussianDropout, "rate"),
+    (keras.layers.AlphaDropout, "rate"),
+    (keras.layers.GaussianNoise, "stddev"),
+)
+
+
 def _with_batch_statistics(tower, x):
     """`tower(x)` with every batch normalization of `tower` on the batch's own statistics.
 
     Keras runs a non-trainable BatchNormalization in inference mode whatever
     `training` says; its flag is lifted for this call only (at trace time in
-    a `tf.function`), as PyTorch runs a frozen network in train mode. Towers
-    with dropout are refused, which training mode would turn on. The moving
-    statistics keep their values (the layer's momentum is 1 for the call):
-    they follow the sources' by `update` alone, the same on every replica.
+    a `tf.function`), as PyTorch runs a frozen network in train mode. The
+    moving statistics keep their values (the layer's momentum is 1 for the
+    call): they follow the sources' by `update` alone, the same on every
+    replica. Dropout and noise layers, which training mode would turn on,
+    get a rate of 0 for the call.
     """
     layers = list(tower._flatten_layers(include_self=True))
-    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
-    if dropouts:
-        raise ValueError(
-            "`batch_statistics=True` runs the towers in training mode, which would turn on "
-            f"their dropout: `{tower.name}` has {[layer.name for layer in dropouts]}."
-        )
-    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in norms]
+    changes = []  # (layer, attribute, value for the call)
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            changes += [(layer, "trainable", True), (layer, "momentum", 1.0)]
+        changes += [(layer, name, 0.0) for kind, name in _NOISE if isinstance(layer, kind)]
+    saved = [(layer, name, getattr(layer, name)) for layer, name, _ in changes]
     try:
-        for layer in norms:
-            layer.trainable = True
-            layer.momentum = 1.0  # the moving statistics keep their value
+        for layer, name, value in changes:
+            setattr(layer, name, value)
         return tower(x, training=True)
     finally:
-        for layer, momentum in zip(norms, momenta, strict=True):
-            layer.trainable = False
-            layer.momentum = momentum
+        for layer, name, value in reversed(saved):
+            setattr(layer, name, value)
 
 
 def _output_shape(tower, input_shape):
@@ -135,7 +141,7 @@ class MomentumEncoder(keras.layers.Layer):
             statistics, as the reference code of DINO (and BYOL, MoCo) runs its
             frozen network in train mode; needed where the moving statistics
             lag behind the batches (early in training, with a slow moving
-            average). Towers with dropout are refused: it would turn on too.
+            average). Dropout stays off.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Shape:

@@ -26,8 +26,7 @@ class BYOL(SimSiam):
     `τ = 1` (no change) once `k >= K`; with `total_steps=None`, `τ = momentum`
     throughout. A BatchNormalization of the target normalizes each batch with
     its own statistics, as BYOL's code runs the target network
-    (`kc.layers.MomentumEncoder(batch_statistics=True)`; no dropout in the
-    towers): with the moving statistics, which lag behind the batches early in
+    (`kc.layers.MomentumEncoder(batch_statistics=True)`): with the moving statistics, which lag behind the batches early in
     training, the targets hardly differ between images (measured on digits:
     kNN 62% instead of the raw pixels' 97%).
 

@@ -193,10 +193,14 @@ def test_batch_statistics_normalize_each_batch_with_its_own_statistics(rng):
     assert MomentumEncoder.from_config(config).batch_statistics is True
 
 
-def test_batch_statistics_refuse_towers_with_dropout(rng):
-    key = MomentumEncoder.copy_of(mlp(dropout=0.5), batch_statistics=True)
-    with pytest.raises(ValueError, match="would turn on their dropout.*dropout"):
-        key(rng.normal(size=(4, 6)).astype("float32"))
+def test_batch_statistics_keep_dropout_off(rng):
+    source = mlp(dropout=0.5)
+    key = MomentumEncoder.copy_of(source, batch_statistics=True)
+    x = rng.normal(size=(16, 6)).astype("float32")
+    first, second = key(x), tf.function(lambda x: key(x))(x)
+    np.testing.assert_allclose(first, source(x, training=False), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(second, first, rtol=1e-6, atol=1e-6)
+    assert key.towers[0].layers[-1].rate == 0.5  # restored after the call
     with pytest.raises(TypeError, match="`batch_statistics`"):
         MomentumEncoder(mlp(), batch_statistics="yes")
 
