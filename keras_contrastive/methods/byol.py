@@ -26,9 +26,10 @@ class BYOL(SimSiam):
     `τ = 1` (no change) once `k >= K`; with `total_steps=None`, `τ = momentum`
     throughout. A BatchNormalization of the target normalizes each batch with
     its own statistics, as BYOL's code runs the target network
-    (`kc.layers.MomentumEncoder(batch_statistics=True)`): with the moving statistics, which lag behind the batches early in
-    training, the targets hardly differ between images (measured on digits:
-    kNN 62% instead of the raw pixels' 97%).
+    (`kc.layers.MomentumEncoder(batch_statistics=True)`): with the moving
+    statistics, which lag behind the batches early in training, the targets
+    hardly differ between images (measured on digits: kNN 62% instead of
+    the raw pixels' 97%).
 
     Each view's online prediction `p_v` regresses onto the target projection
     `z'_v` of the other view. The loss (default `kc.losses.BYOLLoss()`,
