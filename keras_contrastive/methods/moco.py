@@ -23,13 +23,14 @@ class MoCo(TwoView):
     updated after each optimizer step as `θ_k ← m θ_k + (1 − m) θ_q`. A
     BatchNormalization of the key towers normalizes the keys' batch with its
     own statistics, as MoCo's code runs the key encoder
-    (`kc.layers.MomentumEncoder(batch_statistics=True)`). With the moving statistics instead, which lag behind the batches
-    early in training, the keys hardly differ between images: measured on
-    digits (`benchmarks/RESULTS.md`), 1-label linear probe 73.8% and kNN
-    92.3% against 78.0% and 97.6%. MoCo's shuffling BN, which keeps the
-    statistics of a query's batch from telling it its key, needs several
-    devices and is not implemented: the keys' statistics are those of the
-    replica's own key batch. The negatives of each query are the in-batch keys and the
+    (`kc.layers.MomentumEncoder(batch_statistics=True)`). With the moving
+    statistics instead, which lag behind the batches early in training, the
+    keys hardly differ between images: on digits, the 1-label linear probe
+    and kNN fell by about 5 points (`benchmarks/RESULTS.md`). MoCo's
+    shuffling BN, which keeps the statistics of a query's batch from telling
+    it its key, needs several devices and is not implemented: the keys'
+    statistics are those of the replica's own key batch.
+    The negatives of each query are the in-batch keys and the
     `queue_size` most recent keys, kept in `key_queue` (a
     `kc.layers.KeyQueue`), passed to the loss as its `"negative_keys"` state
     and written after each step: under a distribution strategy, the keys of
