@@ -56,6 +56,10 @@ def parse_args(argv=None):
     # 0.5: SimCLR's CIFAR-10 setting (Chen et al. 2020, appendix B.9); on digits it beat
     # 0.1 and 0.2 at every label budget (README, "Measured results").
     parser.add_argument("--temperature", type=float, default=0.5)
+    # Hard negatives (off by default; benchmarks/hard_negatives_digits.py compares them).
+    parser.add_argument("--tau-plus", type=float, default=0.0, help="debiased NT-Xent's τ⁺")
+    parser.add_argument("--beta", type=float, default=0.0, help="hard-negative weighting β")
+    parser.add_argument("--decoupled", action="store_true", help="the decoupled loss (DCL)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--smoke",
@@ -98,9 +102,19 @@ def build_model(args, input_shape):
     )
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss=kc.losses.NTXentLoss(temperature=args.temperature),
+        loss=ntxent(args),
     )
     return model
+
+
+def ntxent(args):
+    """NT-Xent at `--temperature`, with the flags `--tau-plus`, `--beta` and `--decoupled`."""
+    return kc.losses.NTXentLoss(
+        temperature=args.temperature,
+        tau_plus=args.tau_plus,
+        beta=args.beta,
+        decoupled=args.decoupled,
+    )
 
 
 def evaluate(encoder, train, test, smoke):

@@ -33,7 +33,7 @@ over the sphere, 0 when they collapsed (logged every epoch during training too).
 
 Every other flag is `simclr_digits.py`'s (`--epochs`, `--batch-size`,
 `--learning-rate`, `--width`, `--dataset`, `--seed`, `--smoke`); its
-`--temperature` is SimCLR's NT-Xent temperature only.
+`--temperature`, `--tau-plus`, `--beta` and `--decoupled` are SimCLR's NT-Xent's only.
 """
 
 import argparse
@@ -89,7 +89,7 @@ NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam", "dino")
 def method_parts(args, total_steps):
     """`(projection_head, method, loss)` of `args.method`, as its paper, scaled to digits."""
     if args.method == "simclr":
-        loss = kc.losses.NTXentLoss(temperature=args.temperature)
+        loss = simclr_digits.ntxent(args)
         return simclr_head(), kc.methods.TwoView(), loss
     # MoCo's queue and NNCLR's support set are a small part of their dataset (65,536 and
     # 98,304 of 1.28 M images). Four batches (1,024 at the default batch of 256) stay
