@@ -1,5 +1,7 @@
 """Debiased (Chuang et al. 2020), hard-weighted (Robinson et al. 2021) and decoupled negatives."""
 
+import math
+
 from keras import ops
 
 from keras_contrastive.ops import _validation as v
@@ -80,11 +82,11 @@ def hard_negative_nll(
         if min_logit is None:
             raise ValueError("`tau_plus` > 0 needs `min_logit`, the logit of the least similar.")
         # log(reweight − τ⁺ N pos) where positive, else below the floor.
-        excess = ops.log(tau_plus) + log_count + logits - log_ng
+        excess = math.log(tau_plus) + log_count + logits - log_ng
         remainder = log_ng + ops.log(-ops.expm1(ops.minimum(excess, -1e-6)))
         remainder = ops.where(excess < 0, remainder, MASK_VALUE)
         floor = log_count + ops.cast(min_logit, logits.dtype)
-        log_ng = ops.maximum(remainder - ops.log1p(-tau_plus), floor)
+        log_ng = ops.maximum(remainder - math.log1p(-tau_plus), floor)
     if decoupled:
         per_positive = log_ng - logits
     else:
