@@ -97,7 +97,7 @@ class BYOL(SimSiam):
         """SimSiam's online outputs, and the target projections `(B, 2, D)` of the two views."""
         embedded = super().towers(model, views, training)
         flat = ops.reshape(views, (-1, *ops.shape(views)[2:]))
-        targets = self.target_encoder(flat)  # inference mode, under stop_gradient
+        targets = self.target_encoder(flat)  # batch statistics, under stop_gradient
         embedded["targets"] = ops.reshape(targets, (-1, 2, targets.shape[-1]))
         return embedded
 
