@@ -39,10 +39,10 @@ def clip_loss(
             Chuang et al. 2020), hard-negative weighting (`β >= 0`, Robinson
             et al. 2021) and the decoupled loss (DCL, Yeh et al. 2021), in both
             directions (see `kc.ops.hard_negative_nll`). The negatives of an
-            image are the texts of other groups: with group ids, the other
-            texts of its group are neither positives' competitors nor
-            negatives, and a row's value is the mean over its positives. The
-            defaults (0, 0, False) give the CLIP loss as above.
+            image are the texts of other groups; with group ids, every text of
+            its group is a positive, scored against the negatives alone (never
+            against the group's other texts), and the row's value is the mean
+            over them. The defaults (0, 0, False) give the CLIP loss as above.
 
     Returns:
         `(B,)` float32 per-pair losses.
