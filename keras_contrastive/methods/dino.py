@@ -21,7 +21,6 @@ from keras_contrastive.methods.method import Method, Prepared, Step, embed_views
 from keras_contrastive.methods.simsiam import online_towers
 from keras_contrastive.metrics.embedding_std import EmbeddingStd
 from keras_contrastive.ops import _validation as v
-from keras_contrastive.ops._validation import check_same_batch
 from keras_contrastive.ops.similarity import compute_dtype
 
 
@@ -237,7 +236,7 @@ class DINO(Method):
         local = [ops.convert_to_tensor(view) for view in local]
         for index, view in enumerate(local, start=1):
             name = f"local_{index}"
-            check_same_batch(name, view, "global_1", first_global)
+            v.check_same_batch(name, view, "global_1", first_global)
             check_same_shape(name, view, "local_1", local[0])
         return ops.stack(local, axis=1)
 
