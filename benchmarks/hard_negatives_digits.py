@@ -14,10 +14,8 @@ About 25 minutes on 2 cores (`benchmarks/RESULTS.md`).
 
 import argparse
 import os
-import subprocess
-import sys
 
-from ssl_methods_digits import HEADERS, METRICS, mean_std, parse
+from ssl_methods_digits import HEADERS, METRICS, mean_std, parse, run_logged
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "..", "examples", "simclr_digits.py")
@@ -34,22 +32,8 @@ VARIANTS = {
 def run(name, flags, seed, log_dir):
     """The output of one run of the demo, from its log if that run is complete."""
     slug = "".join(c if c.isalnum() else "_" for c in name)
-    path = os.path.join(log_dir, f"{slug}.seed{seed}.log")
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
-        if "\nmetrics: " in text:
-            return text
-    command = [sys.executable, EXAMPLE, *flags, "--seed", str(seed)]
-    command += ["--output-dir", os.path.join(log_dir, f"{slug}.{seed}")]
-    print("running", " ".join(command[1:]), flush=True)
-    result = subprocess.run(command, capture_output=True, text=True)
-    text = result.stdout + result.stderr
-    with open(path, "w") as f:
-        f.write(text)
-    if result.returncode:
-        raise SystemExit(f"{name} seed {seed} failed (exit {result.returncode}); see {path}")
-    return text
+    command = [EXAMPLE, *flags, "--seed", str(seed)]
+    return run_logged(command, os.path.join(log_dir, f"{slug}.{seed}"))
 
 
 def main(argv=None):

@@ -30,21 +30,29 @@ HEADERS = ("1 label/class", "3 labels/class", "10 labels/class", "kNN, all label
 
 def run(method, seed, log_dir, extra):
     """The output of one run of the example, from its log if that run is complete."""
-    path = os.path.join(log_dir, f"{method}.seed{seed}.log")
+    command = [EXAMPLE, "--method", method, "--seed", str(seed), *extra]
+    return run_logged(command, os.path.join(log_dir, f"{method}.{seed}"))
+
+
+def run_logged(command, stem):
+    """`python *command --output-dir stem`'s output, kept in `stem.log`; a complete log is reused.
+
+    A run is complete when its output has the examples' final `metrics:` line.
+    """
+    path = stem + ".log"
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
         if "\nmetrics: " in text:
             return text
-    command = [sys.executable, EXAMPLE, "--method", method, "--seed", str(seed), *extra]
-    command += ["--output-dir", os.path.join(log_dir, f"{method}.{seed}")]
+    command = [sys.executable, *command, "--output-dir", stem]
     print("running", " ".join(command[1:]), flush=True)
     result = subprocess.run(command, capture_output=True, text=True)
     text = result.stdout + result.stderr
     with open(path, "w") as f:
         f.write(text)
     if result.returncode:
-        raise SystemExit(f"{method} seed {seed} failed (exit {result.returncode}); see {path}")
+        raise SystemExit(f"{' '.join(command[1:])} failed (exit {result.returncode}); see {path}")
     return text
 
 

@@ -117,6 +117,24 @@ def ntxent(args):
     )
 
 
+def pretrain(model, args, train, test):
+    """`model.fit` on the unlabeled training images, a kNN monitor every 10 epochs; the history.
+
+    Prints the pre-training time (`--smoke`: one step per epoch, kNN every epoch).
+    """
+    monitor = kc.callbacks.KNNMonitor(train, test, 1 if args.smoke else 10)
+    start = time.perf_counter()
+    history = model.fit(
+        train[0],
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        callbacks=[monitor],
+        steps_per_epoch=1 if args.smoke else None,
+    )
+    print(f"pre-training: {time.perf_counter() - start:.0f} s")
+    return history
+
+
 def evaluate(encoder, train, test, smoke):
     """Linear-probe top-1 at each `LABELS_PER_CLASS` and kNN top-1, as percentages."""
     steps = 20 if smoke else 500
@@ -167,17 +185,7 @@ def main(argv=None):
     )
 
     model = build_model(args, x_train.shape[1:])
-    knn_every = 1 if args.smoke else 10
-    monitor = kc.callbacks.KNNMonitor((x_train, y_train), (x_test, y_test), knn_every)
-    start = time.perf_counter()
-    history = model.fit(
-        x_train,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        callbacks=[monitor],
-        steps_per_epoch=1 if args.smoke else None,
-    )
-    print(f"pre-training: {time.perf_counter() - start:.0f} s")
+    history = pretrain(model, args, (x_train, y_train), (x_test, y_test))
 
     train, test = (x_train, y_train), (x_test, y_test)
     raw = evaluate(None, flatten(*train), flatten(*test), args.smoke)

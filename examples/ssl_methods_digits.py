@@ -39,7 +39,6 @@ Every other flag is `simclr_digits.py`'s (`--epochs`, `--batch-size`,
 import argparse
 import math
 import os
-import time
 
 import keras
 import simclr_digits  # the main demo, beside this script: data, augmentation, evaluation
@@ -196,17 +195,7 @@ def main(argv=None):
 
     steps_per_epoch = 1 if args.smoke else math.ceil(len(x_train) / args.batch_size)
     model = build_model(args, x_train.shape[1:], total_steps=args.epochs * steps_per_epoch)
-    knn_every = 1 if args.smoke else 10
-    monitor = kc.callbacks.KNNMonitor((x_train, y_train), (x_test, y_test), knn_every)
-    start = time.perf_counter()
-    history = model.fit(
-        x_train,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        callbacks=[monitor],
-        steps_per_epoch=1 if args.smoke else None,
-    )
-    print(f"pre-training: {time.perf_counter() - start:.0f} s")
+    history = simclr_digits.pretrain(model, args, (x_train, y_train), (x_test, y_test))
 
     train, test = (x_train, y_train), (x_test, y_test)
     flatten = simclr_digits.flatten

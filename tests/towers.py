@@ -118,3 +118,37 @@ def resumed_and_straight(fresh, dataset, path):
     for got, want in zip(resumed.get_weights(), straight.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
     return resumed, straight
+
+
+class Record(keras.callbacks.Callback):
+    """Calls `fn(model)` before (`when="begin"`) or after every training batch; keeps the values."""
+
+    def __init__(self, fn, when="end"):
+        super().__init__()
+        self.fn, self.when, self.values = fn, when, []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.when == "begin":
+            self.values.append(self.fn(self.model))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.when == "end":
+            self.values.append(self.fn(self.model))
+
+
+def numpy_weights(layers):
+    """Every weight of `layers`, in order, as NumPy arrays."""
+    return [w.numpy() for layer in layers for w in layer.weights]
+
+
+def view_pairs(n=16):
+    """The first `n` of 32 fixed `(view_1, view_2)` pairs of 6-d features (`mlp()`'s inputs)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    noisy = (x + rng.normal(scale=0.3, size=x.shape)).astype("float32")
+    return x[:n], noisy[:n]
+
+
+def pair_dataset(batch=4, n=16):
+    """Batches of `((view_1, view_2),)` of `view_pairs(n)`: two views from tf.data, one input."""
+    return tf.data.Dataset.from_tensor_slices((view_pairs(n),)).batch(batch)

@@ -9,7 +9,7 @@ from keras_contrastive.distribute import gather_candidates, replica_context
 from keras_contrastive.losses._base import ContrastiveLoss, LossContract, integer_labels, views
 from keras_contrastive.ops._validation import check_bool, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
-from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_nll, is_plain
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_rows, is_plain
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import multi_positive_cross_entropy
 
@@ -77,7 +77,7 @@ def clip_loss(
     rows = _cross_entropy_rows
     shared = ()
     if not plain:
-        rows, shared = functools.partial(_hard_negative_rows, options), (-scale,)
+        rows, shared = functools.partial(hard_negative_rows, options), (-scale,)
     image_to_text = map_row_chunks(
         rows, (images, ids), (global_texts, global_ids, *shared), chunk_size
     )
@@ -104,13 +104,6 @@ def _cross_entropy_rows(anchors, ids, candidates, candidate_ids):
     """Per anchor: the cross-entropy against the candidates that share its id."""
     logits = ops.matmul(anchors, ops.transpose(candidates))
     return multi_positive_cross_entropy(logits, ids[:, None] == candidate_ids[None, :])
-
-
-def _hard_negative_rows(options, anchors, ids, candidates, candidate_ids, min_logit):
-    """Per anchor: `hard_negative_nll` of its group's candidates against the other groups'."""
-    logits = ops.matmul(anchors, ops.transpose(candidates))
-    positives = ids[:, None] == candidate_ids[None, :]
-    return hard_negative_nll(logits, positives, ~positives, *options, min_logit=min_logit)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")

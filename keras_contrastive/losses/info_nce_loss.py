@@ -10,7 +10,7 @@ from keras_contrastive.distribute import gather_candidates
 from keras_contrastive.losses._base import ContrastiveLoss, LossContract, embeddings, views
 from keras_contrastive.ops._validation import check_dim, check_positive, check_rank
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
-from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_nll, is_plain
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_rows, is_plain
 from keras_contrastive.ops.similarity import l2_normalize
 
 
@@ -81,9 +81,10 @@ def info_nce_loss(
         candidates = ops.concatenate([candidates, negatives], axis=0)
     if not is_plain(*options):  # the positive of query i is key offset + i
         positive_index = ops.arange(ops.shape(queries)[0]) + offset
-        fn = functools.partial(_hard_negative_rows, options)
+        fn = functools.partial(hard_negative_rows, options)
         rows = (queries * inv_t, positive_index)
-        return map_row_chunks(fn, rows, (candidates, -inv_t), chunk_size)
+        candidate_ids = ops.arange(ops.shape(candidates)[0])  # the queue's match no query
+        return map_row_chunks(fn, rows, (candidates, candidate_ids, -inv_t), chunk_size)
     normaliser = map_row_chunks(_row_logsumexp, (queries * inv_t,), (candidates,), chunk_size)
     return normaliser - ops.sum(queries * keys, axis=-1) * inv_t
 
@@ -91,13 +92,6 @@ def info_nce_loss(
 def _row_logsumexp(anchors, candidates):
     """Per anchor: log Σ exp(anchor · candidate) over all candidates."""
     return ops.logsumexp(ops.matmul(anchors, ops.transpose(candidates)), axis=-1)
-
-
-def _hard_negative_rows(options, anchors, positive_index, candidates, min_logit):
-    """Per query: `hard_negative_nll` of its key against every other candidate."""
-    logits = ops.matmul(anchors, ops.transpose(candidates))
-    positives = ops.arange(ops.shape(candidates)[0])[None, :] == positive_index[:, None]
-    return hard_negative_nll(logits, positives, ~positives, *options, min_logit=min_logit)
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")

@@ -89,8 +89,18 @@ def simsiam_loss(y_true, y_pred):
     return -_cosine(y_pred)
 
 
+class _PredictionLoss(ContrastiveLoss):
+    """A loss over rows `(prediction, target)` by the per-row function `fn`; no arguments."""
+
+    contract = LossContract(labels="ignored", y_pred="pair")
+
+    def call(self, y_true, y_pred):
+        y_pred, _ = self._split_state(y_pred)
+        return self.fn(y_true, y_pred)
+
+
 @keras.saving.register_keras_serializable(package="keras_contrastive")
-class BYOLLoss(ContrastiveLoss):
+class BYOLLoss(_PredictionLoss):
     """BYOL's loss, `2 − 2·cos(prediction, sg(target))`, over rows `(prediction, target)`.
 
     `y_pred` is `(B, 2, D)`: each row a prediction and the target it
@@ -116,18 +126,14 @@ class BYOLLoss(ContrastiveLoss):
     Self-Supervised Learning", NeurIPS 2020.
     """
 
-    contract = LossContract(labels="ignored", y_pred="pair")
+    fn = staticmethod(byol_loss)
 
     def __init__(self, reduction="sum_over_batch_size", name="byol_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
-    def call(self, y_true, y_pred):
-        y_pred, _ = self._split_state(y_pred)
-        return byol_loss(y_true, y_pred)
-
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
-class SimSiamLoss(ContrastiveLoss):
+class SimSiamLoss(_PredictionLoss):
     """SimSiam's loss, `−cos(prediction, sg(target))`, over rows `(prediction, target)`.
 
     `y_pred` is `(B, 2, D)`: each row a prediction and the target it
@@ -153,11 +159,7 @@ class SimSiamLoss(ContrastiveLoss):
     Learning", CVPR 2021.
     """
 
-    contract = LossContract(labels="ignored", y_pred="pair")
+    fn = staticmethod(simsiam_loss)
 
     def __init__(self, reduction="sum_over_batch_size", name="simsiam_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-
-    def call(self, y_true, y_pred):
-        y_pred, _ = self._split_state(y_pred)
-        return simsiam_loss(y_true, y_pred)

@@ -95,3 +95,16 @@ def hard_negative_nll(
     num_positives = ops.sum(ops.cast(positives, logits.dtype), axis=-1)
     total = ops.sum(ops.where(positives, per_positive, 0.0), axis=-1)
     return total / ops.maximum(num_positives, 1.0)
+
+
+def hard_negative_rows(options, anchors, ids, candidates, candidate_ids, min_logit):
+    """Per anchor: `hard_negative_nll` of the candidates of its id against the others.
+
+    The row function of the losses' `kc.ops.map_row_chunks`: `options` is
+    `(tau_plus, beta, decoupled)`, `anchors` `(n, D)` already divided by the
+    temperature, `ids` `(n,)` and `candidate_ids` `(M,)` the ids whose equality
+    makes a positive (a pair index, or a group id).
+    """
+    logits = ops.matmul(anchors, ops.transpose(candidates))
+    positives = ids[:, None] == candidate_ids[None, :]
+    return hard_negative_nll(logits, positives, ~positives, *options, min_logit=min_logit)

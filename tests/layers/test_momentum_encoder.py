@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy
-from towers import mlp
+from towers import mlp, numpy_weights
 
 import keras_contrastive as kc
 from keras_contrastive.layers import MomentumEncoder, ProjectionHead
@@ -29,10 +29,6 @@ def built_dense(units=3, input_dim=5, use_bias=True):
     dense = keras.layers.Dense(units, use_bias=use_bias)
     dense.build((None, input_dim))
     return dense
-
-
-def numpy_weights(layers):
-    return [w.numpy() for layer in layers for w in layer.weights]
 
 
 def perturb(layers, rng):

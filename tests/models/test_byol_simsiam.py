@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy
-from towers import assert_export_holds_the_encoder_only, head, mlp, resumed_and_straight
+from towers import (
+    Record,
+    assert_export_holds_the_encoder_only,
+    head,
+    mlp,
+    numpy_weights,
+    resumed_and_straight,
+)
 
 import keras_contrastive as kc
 from keras_contrastive.losses.prediction_losses import BYOLLoss, SimSiamLoss, byol_loss
@@ -39,10 +46,6 @@ def make(method, lr=0.1, optimizer=None, **kwargs):
     return model
 
 
-def numpy_weights(layers):
-    return [w.numpy() for layer in layers for w in layer.weights]
-
-
 def normalize(x):
     x = np.asarray(x, np.float64)
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
@@ -51,17 +54,6 @@ def normalize(x):
 def weighted_std(x, weights):
     """The mean over dims of NumPy's std with reliability weights (`np.cov`'s `aweights`)."""
     return np.sqrt(np.diag(np.cov(x.T, aweights=weights))).mean()
-
-
-class Record(keras.callbacks.Callback):
-    """`fn(model)` after every training batch."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn, self.values = fn, []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.values.append(self.fn(self.model))
 
 
 def online(model, views, training=False):

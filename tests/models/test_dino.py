@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy
-from towers import assert_export_holds_the_encoder_only, head, mlp, resumed_and_straight
+from towers import (
+    Record,
+    assert_export_holds_the_encoder_only,
+    head,
+    mlp,
+    numpy_weights,
+    resumed_and_straight,
+)
 
 import keras_contrastive as kc
 from keras_contrastive.losses.dino_loss import DINOLoss
@@ -40,10 +47,6 @@ def make(method=None, lr=0.1, optimizer=None, **kwargs):
     return model
 
 
-def numpy_weights(layers):
-    return [w.numpy() for layer in layers for w in layer.weights]
-
-
 def student_logits(model, x, training=False):
     z = model.projection_head(model.encoder(x, training=training), training=training)
     return model.method.prototypes(z)
@@ -56,20 +59,6 @@ def teacher_logits(model, x):
 
 def normalize(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-class Record(keras.callbacks.Callback):
-    """`before(model)` before and `after(model)` after every training batch."""
-
-    def __init__(self, before, after):
-        super().__init__()
-        self.before, self.after, self.values = before, after, []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.pending = self.before(self.model)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.values.append((self.pending, self.after(self.model)))
 
 
 def cosine(base, k, total):
@@ -137,16 +126,16 @@ def test_teacher_and_center_follow_their_moving_averages_after_each_step(total_s
     def after(model):
         return numpy_weights(sources), numpy_weights(teacher), model.method.center.numpy()
 
-    record = Record(before, after)
-    model.fit(dataset(n=n), epochs=1, verbose=0, shuffle=False, callbacks=[record])
+    first, then = Record(before, "begin"), Record(after)
+    model.fit(dataset(n=n), epochs=1, verbose=0, shuffle=False, callbacks=[first, then])
     for k, ((teacher_before, mean, center_before), (online, teacher_after, center)) in enumerate(
-        record.values
+        zip(first.values, then.values, strict=True)
     ):
         np.testing.assert_allclose(center, 0.8 * center_before + 0.2 * mean, rtol=1e-5, atol=1e-7)
         tau = 0.5 if total_steps is None else cosine(0.5, k, total_steps)
         for got, t, o in zip(teacher_after, teacher_before, online, strict=True):
             np.testing.assert_allclose(got, tau * t + (1 - tau) * o, rtol=1e-6, atol=1e-7)
-    assert np.abs(record.values[-1][1][2]).max() > 1e-3  # the center moved
+    assert np.abs(then.values[-1][2]).max() > 1e-3  # the center moved
 
 
 def test_evaluate_leaves_teacher_and_center_unchanged():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy
-from towers import mlp
+from towers import Record, mlp, numpy_weights, pair_dataset, view_pairs
 
 import keras_contrastive as kc
 from keras_contrastive import losses
@@ -34,41 +34,8 @@ def compile_(model, lr=0.5):
     return model
 
 
-def pairs(n=4 * BATCH):
-    """The first `n` of 32 fixed (view_1, view_2) pairs."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 6)).astype("float32")
-    noisy = (x + rng.normal(scale=0.3, size=x.shape)).astype("float32")
-    return x[:n], noisy[:n]
-
-
-def dataset(batch=BATCH, n=4 * BATCH):
-    """Batches of `((view_1, view_2),)`: two views made in tf.data are one input."""
-    return tf.data.Dataset.from_tensor_slices((pairs(n),)).batch(batch)
-
-
 def normalize(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def numpy_weights(layers):
-    return [w.numpy() for layer in layers for w in layer.weights]
-
-
-class Record(keras.callbacks.Callback):
-    """Calls `fn(model)` before or after every training batch."""
-
-    def __init__(self, fn, when="end"):
-        super().__init__()
-        self.fn, self.when, self.values = fn, when, []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.when == "begin":
-            self.values.append(self.fn(self.model))
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.when == "end":
-            self.values.append(self.fn(self.model))
 
 
 def test_key_towers_are_an_ema_of_the_query_towers_and_not_trained():
@@ -85,7 +52,7 @@ def test_key_towers_are_an_ema_of_the_query_towers_and_not_trained():
         np.concatenate([w.ravel() for w in numpy_weights(queries)]),
     )
     record = Record(lambda m: (numpy_weights(queries), numpy_weights(keys)))
-    model.fit(dataset(), epochs=1, verbose=0, callbacks=[record], shuffle=False)
+    model.fit(pair_dataset(), epochs=1, verbose=0, callbacks=[record], shuffle=False)
     for query_after, key_after in record.values:
         # The EMA reads the query weights after the optimizer step; the BN
         # moving statistics (in `weights`, not trained) follow the same way.
@@ -108,13 +75,13 @@ def test_queue_is_fifo_of_the_keys_with_wrap_around():
     initial = model.method.key_queue.keys.numpy()
     np.testing.assert_allclose(np.linalg.norm(initial, axis=1), 1.0, rtol=1e-6)
     assert len(np.unique(initial.round(5), axis=0)) == 3 * BATCH  # random, not constant
-    _, second_views = pairs()
+    _, second_views = view_pairs()
     step = iter(range(4))
     before = Record(lambda m: current_keys(m, second_views[BATCH * next(step) :][:BATCH]), "begin")
     after = Record(
         lambda m: (m.method.key_queue.keys.numpy(), int(m.method.key_queue.pointer.numpy()))
     )
-    model.fit(dataset(), epochs=1, verbose=0, callbacks=[before, after], shuffle=False)
+    model.fit(pair_dataset(), epochs=1, verbose=0, callbacks=[before, after], shuffle=False)
     k1, k2, k3, k4 = before.values
     (q1, p1), (_, p2), (q3, p3), (q4, p4) = after.values
     assert [p1, p2, p3, p4] == [4, 8, 0, 4]
@@ -126,7 +93,7 @@ def test_queue_is_fifo_of_the_keys_with_wrap_around():
 
 def test_loss_scores_queries_against_batch_keys_and_queue():
     model = compile_(moco(queue_size=8))
-    first_views, second_views = (v[:BATCH] for v in pairs())
+    first_views, second_views = (v[:BATCH] for v in view_pairs())
     queries = normalize(np.asarray(model.projection_head(model.encoder(first_views))))
     keys = current_keys(model, second_views)
     candidates = np.concatenate([keys, model.method.key_queue.keys.numpy()])
@@ -134,14 +101,14 @@ def test_loss_scores_queries_against_batch_keys_and_queue():
     top = logits.max(axis=1)
     logsumexp = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
     expected = np.mean(logsumexp - np.sum(queries * keys, axis=1) / TAU)
-    history = model.fit(dataset(n=BATCH), epochs=1, verbose=0)
+    history = model.fit(pair_dataset(n=BATCH), epochs=1, verbose=0)
     np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-5)
     assert model.loss.negative_keys is None  # the compiled loss is left as it was
 
 
 def test_resume_from_saved_model_or_weights_continues_identically(tmp_path):
     model = compile_(moco(), lr=0.1)
-    model.fit(dataset(), epochs=1, verbose=0, shuffle=False)  # 4 steps: the queue wrapped
+    model.fit(pair_dataset(), epochs=1, verbose=0, shuffle=False)  # 4 steps: the queue wrapped
     model.save(tmp_path / "moco.keras")
     model.save_weights(tmp_path / "moco.weights.h5")
     restored = keras.models.load_model(tmp_path / "moco.keras")
@@ -157,7 +124,7 @@ def test_resume_from_saved_model_or_weights_continues_identically(tmp_path):
         for got, want in zip(other.get_weights(), model.get_weights(), strict=True):
             np.testing.assert_array_equal(got, want)  # keys, queue and key towers included
     for run in (model, restored, from_weights):
-        run.fit(dataset(), epochs=1, verbose=0, shuffle=False)
+        run.fit(pair_dataset(), epochs=1, verbose=0, shuffle=False)
     for other in (restored, from_weights):
         for got, want in zip(other.get_weights(), model.get_weights(), strict=True):
             np.testing.assert_allclose(got, want, atol=1e-6)
@@ -167,12 +134,12 @@ def test_two_replicas_equal_one_device_on_the_same_global_batch():
     global_batch = 2 * BATCH
     single = compile_(moco(queue_size=2 * global_batch))
     initial = single.get_weights()
-    single.fit(dataset(global_batch, n=3 * global_batch), epochs=1, verbose=0)  # wraps
+    single.fit(pair_dataset(global_batch, n=3 * global_batch), epochs=1, verbose=0)  # wraps
     strategy = cpu_strategy(2)
     with strategy.scope():
         mirrored = compile_(moco(queue_size=2 * global_batch))
         mirrored.set_weights(initial)
-    mirrored.fit(dataset(global_batch, n=3 * global_batch), epochs=1, verbose=0)
+    mirrored.fit(pair_dataset(global_batch, n=3 * global_batch), epochs=1, verbose=0)
     assert int(mirrored.method.key_queue.pointer.numpy()) == global_batch
     for got, want in zip(mirrored.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
@@ -184,10 +151,10 @@ def test_two_replicas_equal_one_device_on_the_same_global_batch():
 def test_gradient_caching_with_momentum_equals_the_plain_step():
     plain = compile_(moco())
     initial = plain.get_weights()
-    plain.fit(dataset(), epochs=1, verbose=0, shuffle=False)
+    plain.fit(pair_dataset(), epochs=1, verbose=0, shuffle=False)
     cached = moco(gradient_cache_chunks=2)
     cached.set_weights(initial)
-    compile_(cached).fit(dataset(), epochs=1, verbose=0, shuffle=False)
+    compile_(cached).fit(pair_dataset(), epochs=1, verbose=0, shuffle=False)
     for got, want in zip(cached.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -210,7 +177,7 @@ def test_config_round_trips():
 def test_without_a_queue_the_negatives_are_the_batch_keys():
     model = compile_(moco(queue_size=None))
     assert model.method.key_queue is None
-    history = model.fit(dataset(), epochs=3, verbose=0)
+    history = model.fit(pair_dataset(), epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
@@ -268,8 +235,8 @@ def fifo(queue, pointer, keys):
 
 
 def batches(sizes):
-    """A dataset of the `pairs()` cut into consecutive batches of the given sizes."""
-    first_views, second_views = pairs(sum(sizes))
+    """A dataset of the `view_pairs()` cut into consecutive batches of the given sizes."""
+    first_views, second_views = view_pairs(sum(sizes))
     starts = np.cumsum([0, *sizes])
     parts = [
         tf.data.Dataset.from_tensors(((first_views[a:b], second_views[a:b]),))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import cpu_strategy
-from towers import head, mlp
+from towers import Record, head, mlp, pair_dataset, view_pairs
 
 import keras_contrastive as kc
 from keras_contrastive.losses.nnclr_loss import NNCLRLoss
@@ -25,18 +25,6 @@ def nnclr(queue_size=3 * BATCH, predictor="mlp", **kwargs):
 def compile_(model, optimizer=None):
     model.compile(optimizer=optimizer or keras.optimizers.Adam(0.02))
     return model
-
-
-def pairs(n=4 * BATCH):
-    """The first `n` of 32 fixed (view_1, view_2) pairs."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 6)).astype("float32")
-    noisy = (x + rng.normal(scale=0.3, size=x.shape)).astype("float32")
-    return x[:n], noisy[:n]
-
-
-def dataset(batch=BATCH, n=4 * BATCH):
-    return tf.data.Dataset.from_tensor_slices((pairs(n),)).batch(batch)
 
 
 def unit(x):
@@ -77,22 +65,6 @@ def projections(model, x):
     return np.asarray(model.projection_head(model.encoder(x)))
 
 
-class Record(keras.callbacks.Callback):
-    """Calls `fn(model)` before or after every training batch."""
-
-    def __init__(self, fn, when="end"):
-        super().__init__()
-        self.fn, self.when, self.values = fn, when, []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.when == "begin":
-            self.values.append(self.fn(self.model))
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.when == "end":
-            self.values.append(self.fn(self.model))
-
-
 # ------------------------------------------------------------ the loss of a batch
 def test_positives_are_nearest_neighbours_and_the_gradient_reaches_the_predictions():
     rng = np.random.default_rng(1)
@@ -121,10 +93,10 @@ def test_positives_are_nearest_neighbours_and_the_gradient_reaches_the_predictio
 
 def test_a_training_step_scores_the_models_projections_against_the_support_set():
     model = compile_(nnclr(queue_size=8, predictor=None))
-    first, second = (v[:BATCH] for v in pairs())
+    first, second = (v[:BATCH] for v in view_pairs())
     z = np.stack([projections(model, first), projections(model, second)], axis=1)
     support = model.method.support_set.keys.numpy()
-    history = model.fit(dataset(n=BATCH), epochs=1, verbose=0, shuffle=False)
+    history = model.fit(pair_dataset(n=BATCH), epochs=1, verbose=0, shuffle=False)
     # Without a predictor p = z; the neighbours are the initial random unit rows.
     np.testing.assert_allclose(history.history["loss"][0], paper_loss(z, z, support), rtol=1e-5)
     assert isinstance(model.loss, NNCLRLoss) and model.loss.temperature == TAU
@@ -136,7 +108,7 @@ def test_support_set_is_a_fifo_of_the_first_views_projections():
     initial = model.method.support_set.keys.numpy()
     np.testing.assert_allclose(np.linalg.norm(initial, axis=1), 1.0, rtol=1e-6)
     assert len(np.unique(initial.round(5), axis=0)) == 3 * BATCH  # random, not constant
-    first_views, _ = pairs()
+    first_views, _ = view_pairs()
     batches = iter(range(4))
     before = Record(
         lambda m: unit(projections(m, first_views[BATCH * next(batches) :][:BATCH])), "begin"
@@ -144,7 +116,7 @@ def test_support_set_is_a_fifo_of_the_first_views_projections():
     after = Record(
         lambda m: (m.method.support_set.keys.numpy(), int(m.method.support_set.pointer.numpy()))
     )
-    model.fit(dataset(), epochs=1, verbose=0, callbacks=[before, after], shuffle=False)
+    model.fit(pair_dataset(), epochs=1, verbose=0, callbacks=[before, after], shuffle=False)
     z1, z2, z3, z4 = before.values
     (q1, p1), (_, p2), (q3, p3), (q4, p4) = after.values
     assert [p1, p2, p3, p4] == [4, 8, 0, 4]
@@ -152,7 +124,7 @@ def test_support_set_is_a_fifo_of_the_first_views_projections():
     np.testing.assert_array_equal(q1[4:], initial[4:])  # not yet overwritten
     np.testing.assert_allclose(q3, np.concatenate([z1, z2, z3]), atol=1e-6)
     np.testing.assert_allclose(q4, np.concatenate([z4, z2, z3]), atol=1e-6)  # oldest replaced
-    model.evaluate(dataset(), verbose=0)  # evaluation writes nothing
+    model.evaluate(pair_dataset(), verbose=0)  # evaluation writes nothing
     np.testing.assert_array_equal(model.method.support_set.keys.numpy(), q4)
     assert int(model.method.support_set.pointer.numpy()) == 4
 
@@ -170,7 +142,7 @@ def test_training_decreases_the_loss_with_the_papers_predictor():
     assert predictor.layers[0].units == 16 * 4 and predictor.output_shape == (None, 4)
     trainable = {id(w) for w in model.trainable_weights}
     assert {id(w) for w in predictor.trainable_weights} <= trainable
-    x, noisy = pairs(32)
+    x, noisy = view_pairs(32)
     history = model.fit((x, noisy), batch_size=8, epochs=8, verbose=0).history
     assert set(history) == {"loss", "contrastive_accuracy"}
     assert history["loss"][-1] < 0.5 * history["loss"][0]
@@ -182,10 +154,10 @@ def test_training_decreases_the_loss_with_the_papers_predictor():
 def test_gradient_caching_equals_the_plain_step():
     plain = compile_(nnclr(predictor=keras.layers.Dense(4)))
     initial = plain.get_weights()
-    plain.fit(dataset(n=2 * BATCH), epochs=1, verbose=0, shuffle=False)
+    plain.fit(pair_dataset(n=2 * BATCH), epochs=1, verbose=0, shuffle=False)
     cached = nnclr(predictor=keras.layers.Dense(4), gradient_cache_chunks=2)
     cached.set_weights(initial)
-    compile_(cached).fit(dataset(n=2 * BATCH), epochs=1, verbose=0, shuffle=False)
+    compile_(cached).fit(pair_dataset(n=2 * BATCH), epochs=1, verbose=0, shuffle=False)
     for got, want in zip(cached.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -202,7 +174,7 @@ def test_two_replicas_equal_one_device_on_the_same_global_batch():
 
     single = model()
     initial = single.get_weights()
-    data = dataset(global_batch, n=3 * global_batch)
+    data = pair_dataset(global_batch, n=3 * global_batch)
     single.fit(data, epochs=1, verbose=0, shuffle=False)  # 3 steps: the set wraps
     strategy = cpu_strategy(2)
     with strategy.scope():
@@ -234,7 +206,7 @@ def test_keras_round_trip_keeps_the_support_set_and_continues_identically(tmp_pa
     model = compile_(nnclr())
     save = SaveAfterFirstEpoch(tmp_path / "nnclr.keras")
     # Saved after 4 steps (the set wrapped), then one more epoch.
-    model.fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[save])
+    model.fit(pair_dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[save])
     weights, keys, pointer = save.saved
     restored = keras.models.load_model(tmp_path / "nnclr.keras")
     assert json.dumps(restored.get_config()) == json.dumps(model.get_config())
@@ -243,7 +215,7 @@ def test_keras_round_trip_keeps_the_support_set_and_continues_identically(tmp_pa
     assert int(restored.method.support_set.pointer.numpy()) == pointer == 4
     for got, want in zip(restored.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(got, want)  # predictor and its BN statistics included
-    restored.fit(dataset(), epochs=1, verbose=0, shuffle=False)
+    restored.fit(pair_dataset(), epochs=1, verbose=0, shuffle=False)
     for got, want in zip(restored.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
@@ -266,7 +238,7 @@ def test_config_round_trips_each_predictor_option():
 
 def test_without_a_predictor_the_projections_are_the_keys():
     model = compile_(nnclr(predictor=None))
-    first, second = (v[:BATCH] for v in pairs())
+    first, second = (v[:BATCH] for v in view_pairs())
     step = model.forward(((first, second),), training=False)
     np.testing.assert_allclose(step.y_pred[:, 1], projections(model, second), atol=1e-6)
     np.testing.assert_allclose(step.y_pred[:, 3], projections(model, first), atol=1e-6)
