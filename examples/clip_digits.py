@@ -5,8 +5,12 @@ captions ("a handwritten seven", "the digit 7 written by hand", ...):
 
 1. A small CNN reads the images; a small transformer reads the captions,
    tokenized in the graph by `kc.layers.TextPreprocessor` (so the model takes
-   raw strings). `CLIPLoss` with a learnable temperature; captions of the same
-   digit are positives of each other (`group_id`), since they say the same.
+   raw strings). `CLIPLoss(use_group_ids=True)` with a learnable temperature;
+   captions of the same digit are positives of each other (`group_id`), since
+   they say the same. With `--hard-negatives H`, a
+   `kc.callbacks.HardNegativeMiner` (ANCE) adds to each image the H training
+   captions of other digits nearest to it, mined with the current towers every
+   `--refresh-every` epochs.
 2. Zero-shot classification of the test images from prompts built with
    *held-out* templates (`ZERO_SHOT_TEMPLATES`, phrasings never seen in
    training), and image<->text Recall@1/5/10 against the held-out captions,
@@ -20,6 +24,7 @@ captions ("a handwritten seven", "the digit 7 written by hand", ...):
    labels are printed and drawn.
 
     python examples/clip_digits.py
+    python examples/clip_digits.py --hard-negatives 4
     python examples/clip_digits.py --smoke    # a few steps, for tests
 """
 
@@ -39,13 +44,23 @@ QUERY, QUERY_LABEL, SEARCH_K = "a handwritten seven", 7, 8
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--output-dir", default="outputs/clip_digits")
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=0,
+        help="mined negative captions per image (ANCE); 0: in-batch negatives only",
+    )
+    parser.add_argument("--refresh-every", type=int, default=5, help="epochs between two minings")
     parser.add_argument("--smoke", action="store_true", help="a tiny run to check the script")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -53,15 +68,36 @@ def parse_args(argv=None):
     return args
 
 
-def caption_dataset(images, labels, captions, batch_size, seed):
-    """Every (image, caption) pair once per epoch, with the digit as `group_id`."""
+def caption_pairs(images, labels, captions):
+    """Every (image, caption) pair, with the digit as `group_id`."""
     count = captions.shape[1]
-    pairs = {
+    return {
         "image": np.repeat(images, count, axis=0),
         "text": captions.reshape(-1),
         "group_id": np.repeat(labels, count),
     }
-    return kc.datasets.to_dataset(pairs, batch_size=batch_size, shuffle=True, seed=seed)
+
+
+def caption_dataset(pairs, batch_size, seed, miner=None):
+    """The pairs once per epoch, shuffled; with a miner, each with its mined captions."""
+    if miner is None:
+        return kc.datasets.to_dataset(pairs, batch_size=batch_size, shuffle=True, seed=seed)
+    dataset = miner.with_hard_negatives(tf.data.Dataset.from_tensor_slices(pairs))
+    dataset = dataset.shuffle(len(pairs["text"]), seed=seed)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def caption_miner(pairs, args):
+    """`--hard-negatives` captions of other digits per pair, from the distinct training captions."""
+    corpus, first = np.unique(pairs["text"], return_index=True)
+    return kc.callbacks.HardNegativeMiner(
+        pairs["image"],
+        pairs["group_id"],
+        corpus,
+        pairs["group_id"][first],
+        num_hard_negatives=args.hard_negatives,
+        refresh_every=args.refresh_every,
+    )
 
 
 def build_model(args, input_shape, corpus):
@@ -84,7 +120,10 @@ def build_model(args, input_shape, corpus):
         logit_scale="learnable",
         seed=args.seed,
     )
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss=kc.losses.CLIPLoss())
+    model.compile(
+        optimizer=keras.optimizers.Adam(args.learning_rate),
+        loss=kc.losses.CLIPLoss(use_group_ids=True),
+    )
     return model
 
 
@@ -167,11 +206,15 @@ def main(argv=None):
     data = kc.datasets.digits(image_size=args.image_size, channels=1)
     (x_train, y_train), (x_test, y_test) = data.train, data.test
     captions = kc.datasets.digit_captions(y_train, captions_per_image=5, seed=args.seed)
-    dataset = caption_dataset(x_train, y_train, captions, args.batch_size, args.seed)
+    pairs = caption_pairs(x_train, y_train, captions)
+    miner = caption_miner(pairs, args) if args.hard_negatives else None
+    dataset = caption_dataset(pairs, args.batch_size, args.seed, miner)
+    if args.smoke:
+        dataset = dataset.take(2)
     model = build_model(args, x_train.shape[1:], captions.reshape(-1))
 
     start = time.perf_counter()
-    model.fit(dataset, epochs=args.epochs, steps_per_epoch=2 if args.smoke else None)
+    model.fit(dataset, epochs=args.epochs, callbacks=[miner] if miner else [])
     print(f"training: {time.perf_counter() - start:.0f} s")
 
     metrics = evaluate(model, x_test, y_test)

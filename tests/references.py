@@ -4,6 +4,8 @@ They follow the papers' formulas directly (no masks or matrix tricks), so that
 they share no code or structure with the library.
 """
 
+import math
+
 import numpy as np
 
 
@@ -142,3 +144,121 @@ def siglip(x, temperature, bias, group_ids=None):
             logit = images[i] @ texts[j] / temperature + bias
             out[i] += np.logaddexp(0.0, -sign * logit)  # -log(sigmoid(sign * logit))
     return out
+
+
+# ---------------------------------------------------- hard negatives (issue 16)
+PLAIN = (0.0, 0.0, False)  # (tau_plus, beta, decoupled): the plain softmax loss
+
+
+def hcl_anchor(anchor, positives, negatives, tau, tau_plus, beta, decoupled):
+    """Mean over `positives` of the loss of `anchor` against `negatives` (unit vectors)."""
+    if len(negatives) == 0:
+        return 0.0
+    n = len(negatives)
+    sims = [float(anchor @ negative) for negative in negatives]
+    neg = [math.exp(s / tau) for s in sims]
+    imp = [math.exp(beta * s / tau) for s in sims]
+    reweight = sum(i * g for i, g in zip(imp, neg, strict=True)) / (sum(imp) / n)
+    losses = []
+    for positive in positives:
+        pos = math.exp(float(anchor @ positive) / tau)
+        if tau_plus > 0:
+            ng = max((-tau_plus * n * pos + reweight) / (1 - tau_plus), n * math.exp(-1 / tau))
+        else:
+            ng = reweight
+        if decoupled:
+            losses.append(-math.log(pos) + math.log(ng))
+        else:
+            losses.append(-math.log(pos / (pos + ng)))
+    return float(np.mean(losses))
+
+
+def _own(hn, k):
+    return [] if hn is None else list(normalize(hn[k])) if hn.shape[1] else []
+
+
+def _hcl_ntxent(x, tau, options, hn=None, ids=None):
+    b = x.shape[0]
+    ids = list(range(b)) if ids is None else list(ids)
+    z = normalize(np.concatenate([x[:, 0], x[:, 1]]))
+    out = np.zeros((b, 2))
+    for i in range(2 * b):
+        k, p = i % b, (i + b) % (2 * b)
+        negatives = [z[j] for j in range(2 * b) if j not in (i, p) and ids[j % b] != ids[k]]
+        negatives += _own(hn, k)
+        out[k, i // b] = hcl_anchor(z[i], [z[p]], negatives, tau, *options)
+    return out
+
+
+def _hcl_info_nce(x, tau, options, queue=None, hn=None, ids=None):
+    q, keys = normalize(x[:, 0]), normalize(x[:, 1])
+    b = len(q)
+    ids = list(range(b)) if ids is None else list(ids)
+    extra = [] if queue is None else list(normalize(queue))
+    out = []
+    for i in range(b):
+        negatives = [keys[j] for j in range(b) if j != i and ids[j] != ids[i]]
+        negatives += extra + _own(hn, i)
+        out.append(hcl_anchor(q[i], [keys[i]], negatives, tau, *options))
+    return np.array(out)
+
+
+def _hcl_clip(x, tau, options, hn=None, ids=None):
+    images, texts = normalize(x[:, 0]), normalize(x[:, 1])
+    b = len(images)
+    ids = list(range(b)) if ids is None else list(ids)
+    out = []
+    for i in range(b):
+        values = []
+        for anchor, others, own in ((images[i], texts, _own(hn, i)), (texts[i], images, [])):
+            positives = [others[j] for j in range(b) if ids[j] == ids[i]]
+            negatives = [others[j] for j in range(b) if ids[j] != ids[i]] + own
+            if options == PLAIN:
+                logits = [float(anchor @ c) / tau for c in list(others) + own]
+                pos = [float(anchor @ c) / tau for c in positives]
+                values.append(log_sum_exp(logits) - float(np.mean(pos)))
+            else:
+                values.append(hcl_anchor(anchor, positives, negatives, tau, *options))
+        out.append(0.5 * sum(values))
+    return np.array(out)
+
+
+def _hcl_supcon(x, labels, tau, hn=None):
+    """`(B, V)`; every anchor is assumed to have a positive."""
+    b, nv, _ = x.shape
+    z = normalize(x)
+    out = np.zeros((b, nv))
+    for k in range(b):
+        for v in range(nv):
+            a = z[k, v]
+            others = [(j, w) for j in range(b) for w in range(nv) if (j, w) != (k, v)]
+            logits = [float(a @ z[j, w]) / tau for j, w in others]
+            logits += [float(a @ h) / tau for h in _own(hn, k)]
+            norm = log_sum_exp(logits)
+            pos = [float(a @ z[j, w]) / tau for j, w in others if labels[j] == labels[k]]
+            assert pos
+            out[k, v] = float(np.mean([norm - s for s in pos]))
+    return out
+
+
+def hard_negatives(name, x, tau, options=PLAIN, hn=None, ids=None, queue=None):
+    x = np.asarray(x, np.float64)
+    hn = None if hn is None else np.asarray(hn, np.float64)
+    if name == "ntxent":
+        return _hcl_ntxent(x, tau, options, hn, ids)
+    if name == "info_nce":
+        return _hcl_info_nce(x, tau, options, queue, hn, ids)
+    if name == "clip":
+        return _hcl_clip(x, tau, options, hn, ids)
+    return _hcl_supcon(x, ids, tau, hn)
+
+
+def numeric_gradient(fn, x, eps=1e-6):
+    x = np.array(x, np.float64)
+    gradient = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        up, down = x.copy(), x.copy()
+        up[index] += eps
+        down[index] -= eps
+        gradient[index] = (fn(up) - fn(down)) / (2 * eps)
+    return gradient

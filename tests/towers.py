@@ -99,22 +99,31 @@ class _Interrupt(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-def resumed_and_straight(fresh, dataset, path):
+def resumed_and_straight(fresh, dataset, path, callbacks=None):
     """Two epochs of `fresh()` straight, and killed then resumed by `BackupAndRestore`.
 
+    `callbacks`, optional: a zero-argument factory of a list of fresh callbacks
+    for each of the three runs (called after `fresh()`, before `dataset()`).
     Asserts the two runs end with the same weights and returns both models.
     """
+    extra = callbacks if callbacks is not None else list
     straight = fresh()
-    straight.fit(dataset(), epochs=2, verbose=0, shuffle=False)
+    more = extra()
+    straight.fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=more)
     backup = kc.callbacks.BackupAndRestore(path, save_freq=2)
     try:
-        fresh().fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup, _Interrupt()])
+        killed = fresh()
+        more = extra()
+        killed.fit(
+            dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup, *more, _Interrupt()]
+        )
     except RuntimeError as error:
         assert str(error) == "interrupted"
     else:
         raise AssertionError("the run was not interrupted")
     resumed = fresh()
-    resumed.fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup])
+    more = extra()
+    resumed.fit(dataset(), epochs=2, verbose=0, shuffle=False, callbacks=[backup, *more])
     for got, want in zip(resumed.get_weights(), straight.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
     return resumed, straight

@@ -7,11 +7,18 @@ import keras
 from keras import ops
 
 from keras_contrastive.ops import _validation as v
-from keras_contrastive.ops.similarity import compute_dtype
+from keras_contrastive.ops.similarity import compute_dtype, l2_normalize
 
 _LABELS = ("ignored", "integer", "pairs")
 _Y_PRED = {"single": "(B, D)", "pair": "(B, 2, D)", "views": "(B, V, D)"}
-_STATE = ("temperature", "bias", "negative_keys", "teacher_temperature", "center")
+_STATE = (
+    "temperature",
+    "bias",
+    "negative_keys",
+    "hard_negatives",
+    "teacher_temperature",
+    "center",
+)
 _SCALAR_STATE = ("temperature", "bias", "teacher_temperature")
 
 
@@ -32,7 +39,8 @@ class LossContract:
             embedding per example; `"views"`: `(B, V, D)`, any `V >= 1`.
         state: the names the loss accepts as extra entries of a dict `y_pred`
             `{"embeddings": ..., name: value}`, a subset of `("temperature",
-            "bias", "negative_keys", "teacher_temperature", "center")`.
+            "bias", "negative_keys", "hard_negatives", "teacher_temperature",
+            "center")`.
             Default `()`: none.
 
     Example:
@@ -143,6 +151,21 @@ def embeddings(x, name="y_pred", min_batch=2):
     x = ops.cast(x, compute_dtype(x))
     x = v.check_min_batch(name, x, min_batch, "to have negatives" if min_batch > 1 else "")
     return v.check_finite(name, x)
+
+
+def own_negatives(hard_negatives, z, name="hard_negatives"):
+    """`(B, H, D)` negatives of each example, checked against `z` `(B, V, D)` and normalized.
+
+    `None` gives `(B, 0, D)`: no negatives of its own. They are cast to the
+    dtype of `z` (float32 for half-precision inputs) and must be finite.
+    """
+    if hard_negatives is None:
+        return ops.zeros((ops.shape(z)[0], 0, z.shape[-1]), z.dtype)
+    x = ops.convert_to_tensor(hard_negatives)
+    v.check_rank(name, x, (3,), "(B, H, D): H negatives of each of the B examples")
+    v.check_dim(name, x, 2, z.shape[-1], "(B, H, D) with the embeddings' D")
+    x = v.check_same_batch(name, x, "y_pred", z)
+    return l2_normalize(ops.cast(embeddings(x, name, min_batch=0), z.dtype))
 
 
 def integer_labels(y_true, y_pred, name="y_true"):

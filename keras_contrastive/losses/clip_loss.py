@@ -6,16 +6,29 @@ import keras
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates, replica_context
-from keras_contrastive.losses._base import ContrastiveLoss, LossContract, integer_labels, views
+from keras_contrastive.losses._base import (
+    ContrastiveLoss,
+    LossContract,
+    integer_labels,
+    own_negatives,
+    views,
+)
 from keras_contrastive.ops._validation import check_bool, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
-from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_rows, is_plain
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, is_plain, softmax_rows
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import multi_positive_cross_entropy
 
 
 def clip_loss(
-    y_true, y_pred, temperature=0.07, chunk_size=None, tau_plus=0.0, beta=0.0, decoupled=False
+    y_true,
+    y_pred,
+    temperature=0.07,
+    chunk_size=None,
+    tau_plus=0.0,
+    beta=0.0,
+    decoupled=False,
+    hard_negatives=None,
 ):
     """Symmetric CLIP loss for each of B (image, text) pairs.
 
@@ -43,6 +56,11 @@ def clip_loss(
             its group is a positive, scored against the negatives alone (never
             against the group's other texts), and the row's value is the mean
             over them. The defaults (0, 0, False) give the CLIP loss as above.
+        hard_negatives: optional `(B, H, D)` extra negative texts of each
+            image (mined, e.g. by `kc.callbacks.HardNegativeMiner`), in the
+            image-to-text direction: image `i` is scored against its H as well
+            as the batch's texts, and no other image is (NegCLIP's hard
+            negative captions, Yuksekgonul et al. 2023).
 
     Returns:
         `(B,)` float32 per-pair losses.
@@ -53,9 +71,15 @@ def clip_loss(
     >>> pairs = np.random.normal(size=(8, 2, 16)).astype("float32")
     >>> clip_loss(None, pairs).shape
     TensorShape([8])
+    >>> mined_texts = np.random.normal(size=(8, 3, 16)).astype("float32")
+    >>> clip_loss(None, pairs, hard_negatives=mined_texts).shape
+    TensorShape([8])
 
-    Reference: Radford et al., "Learning Transferable Visual Models From
-    Natural Language Supervision", ICML 2021.
+    References:
+        - Radford et al., "Learning Transferable Visual Models From Natural
+          Language Supervision", ICML 2021.
+        - Yuksekgonul et al., "When and Why Vision-Language Models Behave
+          Like Bags-of-Words, and What to Do About It?", ICLR 2023.
     """
     check_positive("temperature", temperature)
     check_chunk_size(chunk_size)
@@ -65,7 +89,8 @@ def clip_loss(
     ids = None if y_true is None else integer_labels(y_true, z)
     scale = ops.cast(1.0 / temperature, z.dtype)
     images, texts = z[:, 0] * scale, z[:, 1]
-    if plain and chunk_size is None and replica_context() is None:
+    own = own_negatives(hard_negatives, z)
+    if plain and chunk_size is None and replica_context() is None and hard_negatives is None:
         return _one_matrix_loss(images, texts, ids)
     global_images, offset = gather_candidates(z[:, 0])
     global_texts, _ = gather_candidates(texts)
@@ -74,15 +99,17 @@ def clip_loss(
         global_ids = ops.arange(ops.shape(global_texts)[0])
     else:
         global_ids, _ = gather_candidates(ids)
-    rows = _cross_entropy_rows
-    shared = ()
-    if not plain:
-        rows, shared = functools.partial(hard_negative_rows, options), (-scale,)
+    rows = functools.partial(softmax_rows, options, plain)
+    by_ids = -ops.ones_like(ids)  # each anchor's positives: the candidates of its id
+    no_queue = ops.zeros((0, z.shape[-1]), z.dtype)
     image_to_text = map_row_chunks(
-        rows, (images, ids), (global_texts, global_ids, *shared), chunk_size
+        rows, (images, by_ids, ids, own), (global_texts, global_ids, no_queue, -scale), chunk_size
     )
     text_to_image = map_row_chunks(
-        rows, (texts * scale, ids), (global_images, global_ids, *shared), chunk_size
+        rows,
+        (texts * scale, by_ids, ids, own[:, :0]),
+        (global_images, global_ids, no_queue, -scale),
+        chunk_size,
     )
     return 0.5 * (image_to_text + text_to_image)
 
@@ -100,12 +127,6 @@ def _one_matrix_loss(images, texts, ids):
     )
 
 
-def _cross_entropy_rows(anchors, ids, candidates, candidate_ids):
-    """Per anchor: the cross-entropy against the candidates that share its id."""
-    logits = ops.matmul(anchors, ops.transpose(candidates))
-    return multi_positive_cross_entropy(logits, ids[:, None] == candidate_ids[None, :])
-
-
 @keras.saving.register_keras_serializable(package="keras_contrastive")
 class CLIPLoss(ContrastiveLoss):
     """Symmetric CLIP loss over (image, text) pairs: `y_pred` is `(B, 2, D)`.
@@ -113,10 +134,12 @@ class CLIPLoss(ContrastiveLoss):
     Calling the loss returns the mean over pairs.
 
     State inputs: `y_pred` may also be a dict `{"embeddings": (B, 2, D),
-    "temperature": τ}`, with τ a scalar tensor or variable (e.g. a model's
-    learned `kc.layers.LogitScale.temperature`, which receives gradients). The
-    given τ is used for that call instead of the configured one, which is left
-    unchanged.
+    "temperature": τ, "hard_negatives": (B, H, D)}` with either state entry:
+    τ a scalar tensor or variable (e.g. a model's learned
+    `kc.layers.LogitScale.temperature`, which receives gradients), used for
+    that call instead of the configured one, which is left unchanged; and H
+    extra negative texts of each image, scored for that image only (the mined
+    negatives of `kc.callbacks.HardNegativeMiner`).
 
     Args:
         temperature: `τ > 0`, float or scalar tensor/variable. Default 0.07
@@ -167,7 +190,7 @@ class CLIPLoss(ContrastiveLoss):
     @property
     def contract(self):
         labels = "integer" if self.use_group_ids else "ignored"
-        return LossContract(labels=labels, y_pred="pair", state=("temperature",))
+        return LossContract(labels=labels, y_pred="pair", state=("temperature", "hard_negatives"))
 
     def call(self, y_true, y_pred):
         y_pred, state = self._split_state(y_pred)
@@ -181,6 +204,7 @@ class CLIPLoss(ContrastiveLoss):
             self.tau_plus,
             self.beta,
             self.decoupled,
+            state.get("hard_negatives"),
         )
 
     def get_config(self):

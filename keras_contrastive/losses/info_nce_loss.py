@@ -7,10 +7,17 @@ import numpy as np
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates
-from keras_contrastive.losses._base import ContrastiveLoss, LossContract, embeddings, views
-from keras_contrastive.ops._validation import check_dim, check_positive, check_rank
+from keras_contrastive.losses._base import (
+    ContrastiveLoss,
+    LossContract,
+    embeddings,
+    integer_labels,
+    own_negatives,
+    views,
+)
+from keras_contrastive.ops._validation import check_bool, check_dim, check_positive, check_rank
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
-from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_rows, is_plain
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, is_plain, softmax_rows
 from keras_contrastive.ops.similarity import l2_normalize
 
 
@@ -23,6 +30,7 @@ def info_nce_loss(
     tau_plus=0.0,
     beta=0.0,
     decoupled=False,
+    hard_negatives=None,
 ):
     """InfoNCE loss for each of B queries.
 
@@ -32,7 +40,10 @@ def info_nce_loss(
     strategy) and the optional extra negatives `n_m` (e.g. a MoCo queue).
 
     Args:
-        y_true: ignored (may be None).
+        y_true: `None`, or `(B,)` integer group ids: the keys of other pairs
+            of the query's group are accidental hits, left out of its
+            negatives (the positive stays its own key). The queue's keys carry
+            no ids and are always negatives.
         y_pred: `(B, 2, D)` (query, positive key) pairs.
         temperature: `τ > 0`, float or scalar tensor. Default 0.07 (MoCo,
             CPC's InfoNCE as used by He et al. 2020).
@@ -47,6 +58,9 @@ def info_nce_loss(
             the `B − 1 + M` negatives of each query (see
             `kc.ops.hard_negative_nll`). The defaults (0, 0, False) give
             InfoNCE as above.
+        hard_negatives: optional `(B, H, D)` extra negative keys of each query
+            (mined, e.g. by `kc.callbacks.HardNegativeMiner`), scored for that
+            query only, unlike the queue's, which every query shares.
 
     Returns:
         `(B,)` float32 per-query losses.
@@ -63,7 +77,6 @@ def info_nce_loss(
     Predictive Coding", 2018; He et al., "Momentum Contrast for Unsupervised
     Visual Representation Learning", CVPR 2020.
     """
-    del y_true
     check_positive("temperature", temperature)
     check_chunk_size(chunk_size)
     options = check_hard_negatives(tau_plus, beta, decoupled)
@@ -71,22 +84,34 @@ def info_nce_loss(
     queries, keys = z[:, 0], z[:, 1]
     inv_t = ops.cast(1.0 / temperature, z.dtype)
     candidates, offset = gather_candidates(keys)
+    queue = ops.zeros((0, z.shape[-1]), z.dtype)
     if negative_keys is not None:
-        negatives = ops.convert_to_tensor(negative_keys)
-        check_rank("negative_keys", negatives, (2,), "(M, D)")
-        check_dim("negative_keys", negatives, 1, z.shape[-1], "(M, D)")
-        negatives = l2_normalize(
-            ops.cast(embeddings(negatives, "negative_keys", min_batch=0), z.dtype)
+        queue = ops.convert_to_tensor(negative_keys)
+        check_rank("negative_keys", queue, (2,), "(M, D)")
+        check_dim("negative_keys", queue, 1, z.shape[-1], "(M, D)")
+        queue = l2_normalize(ops.cast(embeddings(queue, "negative_keys", min_batch=0), z.dtype))
+    if is_plain(*options) and y_true is None and hard_negatives is None:
+        normaliser = map_row_chunks(
+            _row_logsumexp,
+            (queries * inv_t,),
+            (ops.concatenate([candidates, queue], axis=0),),
+            chunk_size,
         )
-        candidates = ops.concatenate([candidates, negatives], axis=0)
-    if not is_plain(*options):  # the positive of query i is key offset + i
-        positive_index = ops.arange(ops.shape(queries)[0]) + offset
-        fn = functools.partial(hard_negative_rows, options)
-        rows = (queries * inv_t, positive_index)
-        candidate_ids = ops.arange(ops.shape(candidates)[0])  # the queue's match no query
-        return map_row_chunks(fn, rows, (candidates, candidate_ids, -inv_t), chunk_size)
-    normaliser = map_row_chunks(_row_logsumexp, (queries * inv_t,), (candidates,), chunk_size)
-    return normaliser - ops.sum(queries * keys, axis=-1) * inv_t
+        return normaliser - ops.sum(queries * keys, axis=-1) * inv_t
+    # The positive of query i is key offset + i; the keys of its group are left
+    # out of its negatives; the queue's keys and its own are negatives.
+    positive_index = ops.arange(ops.shape(queries)[0]) + offset
+    if y_true is None:
+        ids, candidate_ids = positive_index, ops.arange(ops.shape(candidates)[0])
+    else:
+        ids = integer_labels(y_true, z)
+        candidate_ids, _ = gather_candidates(ids)
+    return map_row_chunks(
+        functools.partial(softmax_rows, options, False),
+        (queries * inv_t, positive_index, ids, own_negatives(hard_negatives, z)),
+        (candidates, candidate_ids, queue, -inv_t),
+        chunk_size,
+    )
 
 
 def _row_logsumexp(anchors, candidates):
@@ -99,14 +124,17 @@ class InfoNCELoss(ContrastiveLoss):
     """InfoNCE loss over (query, positive key) pairs: `y_pred` is `(B, 2, D)`.
 
     The other in-batch keys, and `negative_keys` when given, are the negatives.
-    `y_true` is ignored. Calling the loss returns the mean over queries.
+    `y_true` is ignored unless `use_group_ids`. Calling the loss returns the
+    mean over queries.
 
     State inputs: `y_pred` may also be a dict `{"embeddings": (B, 2, D),
-    "temperature": τ, "negative_keys": (M, D)}` with either or both state
-    entries: a scalar tensor or variable τ (which receives gradients), and
-    extra negatives such as a MoCo queue, which replace the configured
-    `negative_keys`. The given values are used for that call only; the
-    configured ones are left unchanged.
+    "temperature": τ, "negative_keys": (M, D), "hard_negatives": (B, H, D)}`
+    with any of the state entries: a scalar tensor or variable τ (which
+    receives gradients); extra negatives every query shares, such as a MoCo
+    queue, which replace the configured `negative_keys`; and H negatives of
+    each query, scored for it alone (the mined negatives of
+    `kc.callbacks.HardNegativeMiner`). The given values are used for that call
+    only; the configured ones are left unchanged.
 
     Args:
         temperature: `τ > 0`. Default 0.07 (MoCo).
@@ -122,6 +150,9 @@ class InfoNCELoss(ContrastiveLoss):
         decoupled: bool, the decoupled loss (DCL, Yeh et al. 2021). Default
             False. The three apply to the in-batch and the queue's negatives
             alike (see `kc.losses.info_nce_loss`).
+        use_group_ids: if True, `y_true` holds `(B,)` integer group ids, and
+            the keys of other pairs of the query's group are accidental hits,
+            left out of its negatives. Default False.
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -135,8 +166,6 @@ class InfoNCELoss(ContrastiveLoss):
     Predictive Coding", 2018.
     """
 
-    contract = LossContract(labels="ignored", y_pred="pair", state=("temperature", "negative_keys"))
-
     def __init__(
         self,
         temperature=0.07,
@@ -145,6 +174,7 @@ class InfoNCELoss(ContrastiveLoss):
         tau_plus=0.0,
         beta=0.0,
         decoupled=False,
+        use_group_ids=False,
         reduction="sum_over_batch_size",
         name="info_nce_loss",
         dtype=None,
@@ -154,11 +184,20 @@ class InfoNCELoss(ContrastiveLoss):
         self.negative_keys = None if negative_keys is None else np.asarray(negative_keys, "float32")
         self.chunk_size = check_chunk_size(chunk_size)
         self.tau_plus, self.beta, self.decoupled = check_hard_negatives(tau_plus, beta, decoupled)
+        self.use_group_ids = check_bool("use_group_ids", use_group_ids)
+
+    @property
+    def contract(self):
+        return LossContract(
+            labels="integer" if self.use_group_ids else "ignored",
+            y_pred="pair",
+            state=("temperature", "negative_keys", "hard_negatives"),
+        )
 
     def call(self, y_true, y_pred):
         y_pred, state = self._split_state(y_pred)
         return info_nce_loss(
-            y_true,
+            y_true if self.use_group_ids else None,
             y_pred,
             state.get("temperature", self.temperature),
             state.get("negative_keys", self.negative_keys),
@@ -166,6 +205,7 @@ class InfoNCELoss(ContrastiveLoss):
             self.tau_plus,
             self.beta,
             self.decoupled,
+            state.get("hard_negatives"),
         )
 
     def get_config(self):
@@ -178,4 +218,5 @@ class InfoNCELoss(ContrastiveLoss):
             "tau_plus": float(self.tau_plus),
             "beta": float(self.beta),
             "decoupled": self.decoupled,
+            "use_group_ids": self.use_group_ids,
         }

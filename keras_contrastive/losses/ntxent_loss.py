@@ -6,16 +6,29 @@ import keras
 from keras import ops
 
 from keras_contrastive.distribute import gather_candidates
-from keras_contrastive.losses._base import ContrastiveLoss, LossContract, views
-from keras_contrastive.ops._validation import check_positive
+from keras_contrastive.losses._base import (
+    ContrastiveLoss,
+    LossContract,
+    integer_labels,
+    own_negatives,
+    views,
+)
+from keras_contrastive.ops._validation import check_bool, check_positive
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
-from keras_contrastive.ops.hard_negatives import check_hard_negatives, hard_negative_nll, is_plain
+from keras_contrastive.ops.hard_negatives import check_hard_negatives, is_plain, softmax_rows
 from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import masked_logsumexp
 
 
 def ntxent_loss(
-    y_true, y_pred, temperature=0.1, chunk_size=None, tau_plus=0.0, beta=0.0, decoupled=False
+    y_true,
+    y_pred,
+    temperature=0.1,
+    chunk_size=None,
+    tau_plus=0.0,
+    beta=0.0,
+    decoupled=False,
+    hard_negatives=None,
 ):
     """NT-Xent loss for each of the 2B anchors of B positive pairs.
 
@@ -25,7 +38,10 @@ def ntxent_loss(
     strategy the candidates `k` are the views of all replicas.
 
     Args:
-        y_true: ignored (may be None).
+        y_true: `None`, or `(B,)` integer group ids: the views of other pairs
+            of the anchor's group (a duplicate image, an example of its
+            class) are accidental hits, left out of its negatives (not
+            positives: the positive stays the other view of its pair).
         y_pred: `(B, 2, D)` the two views' embeddings (normalized here).
         temperature: `τ > 0`; a float or a scalar tensor. Default 0.1, the
             SimCLR code default.
@@ -41,6 +57,9 @@ def ntxent_loss(
             2021). Default False. With `tau_plus=0, beta=0, decoupled=False`
             (the defaults) the loss is NT-Xent as above; otherwise it is
             `kc.ops.hard_negative_nll` over the 2B − 2 negatives of each anchor.
+        hard_negatives: optional `(B, H, D)` extra negatives of each pair
+            (mined, e.g. by `kc.callbacks.HardNegativeMiner`): both views of
+            pair `k` are scored against its H, and no other anchor is.
 
     Returns:
         `(B, 2)` float32: entry `[k, v]` is the loss of view `v` of pair `k`
@@ -53,11 +72,13 @@ def ntxent_loss(
     >>> views = np.random.normal(size=(8, 2, 16)).astype("float32")
     >>> ntxent_loss(None, views).shape
     TensorShape([8, 2])
+    >>> mined = np.random.normal(size=(8, 3, 16)).astype("float32")
+    >>> ntxent_loss(None, views, hard_negatives=mined).shape
+    TensorShape([8, 2])
 
     Reference: Chen et al., "A Simple Framework for Contrastive Learning of
     Visual Representations", ICML 2020.
     """
-    del y_true
     check_positive("temperature", temperature)
     check_chunk_size(chunk_size)
     options = check_hard_negatives(tau_plus, beta, decoupled)
@@ -70,19 +91,38 @@ def ntxent_loss(
     candidates = ops.concatenate([global_a, global_b], axis=0)
     local, total = ops.shape(a)[0], ops.shape(global_a)[0]
     rows = ops.arange(local) + offset
-    self_index = ops.concatenate([rows, rows + total], axis=0)
-    if not is_plain(*options):  # the positive of view a is view b of its pair, and back
-        positive_index = ops.concatenate([rows + total, rows], axis=0)
-        fn = functools.partial(_hard_negative_rows, options)
-        losses = map_row_chunks(
-            fn, (anchors, self_index, positive_index), (candidates, -inv_t), chunk_size
+    if is_plain(*options) and y_true is None and hard_negatives is None:
+        self_index = ops.concatenate([rows, rows + total], axis=0)
+        normaliser = map_row_chunks(
+            _logsumexp_of_others, (anchors, self_index), (candidates,), chunk_size
         )
+        positive = ops.sum(a * b, axis=-1) * inv_t
+        losses = normaliser - ops.concatenate([positive, positive], 0)
         return ops.stack([losses[:local], losses[local:]], axis=1)
-    normaliser = map_row_chunks(
-        _logsumexp_of_others, (anchors, self_index), (candidates,), chunk_size
+    # The positive of view a is view b of its pair, and back; a pair's id is its
+    # index, or its group, whose other views are left out of the negatives.
+    if y_true is None:
+        ids, candidate_ids = rows, ops.arange(total)
+    else:
+        ids = integer_labels(y_true, z)
+        candidate_ids, _ = gather_candidates(ids)
+    own = own_negatives(hard_negatives, z)
+    losses = map_row_chunks(
+        functools.partial(softmax_rows, options, False),
+        (
+            anchors,
+            ops.concatenate([rows + total, rows], axis=0),
+            ops.concatenate([ids, ids], axis=0),
+            ops.concatenate([own, own], axis=0),
+        ),
+        (
+            candidates,
+            ops.concatenate([candidate_ids, candidate_ids], axis=0),
+            ops.zeros((0, z.shape[-1]), z.dtype),
+            -inv_t,
+        ),
+        chunk_size,
     )
-    positive = ops.sum(a * b, axis=-1) * inv_t
-    losses = normaliser - ops.concatenate([positive, positive], 0)
     return ops.stack([losses[:local], losses[local:]], axis=1)
 
 
@@ -93,28 +133,21 @@ def _logsumexp_of_others(anchors, self_index, candidates):
     return masked_logsumexp(logits, not_self)
 
 
-def _hard_negative_rows(options, anchors, self_index, positive_index, candidates, min_logit):
-    """Per anchor: `hard_negative_nll` of its positive against the others but itself."""
-    logits = ops.matmul(anchors, ops.transpose(candidates))
-    columns = ops.arange(ops.shape(candidates)[0])[None, :]
-    positives = columns == positive_index[:, None]
-    negatives = (columns != self_index[:, None]) & ~positives
-    return hard_negative_nll(logits, positives, negatives, *options, min_logit=min_logit)
-
-
 @keras.saving.register_keras_serializable(package="keras_contrastive")
 class NTXentLoss(ContrastiveLoss):
     """NT-Xent (SimCLR) loss over two views: `y_pred` is `(B, 2, D)`.
 
     Every view is an anchor whose positive is the other view of its pair and
     whose negatives are the other 2B - 2 views (of all replicas under a
-    distribution strategy). `y_true` is ignored. Calling the loss returns the
-    mean over the 2B anchors.
+    distribution strategy). `y_true` is ignored unless `use_group_ids`.
+    Calling the loss returns the mean over the 2B anchors.
 
     State inputs: `y_pred` may also be a dict `{"embeddings": (B, 2, D),
-    "temperature": τ}`, with τ a scalar tensor or variable (a model's learned
-    temperature, which receives gradients). The given τ is used for that call
-    instead of the configured one, which is left unchanged.
+    "temperature": τ, "hard_negatives": (B, H, D)}` with either state entry:
+    a scalar tensor or variable τ (a model's learned temperature, which
+    receives gradients), used for that call instead of the configured one;
+    and H extra negatives of each pair, scored for its two views only (the
+    mined negatives of `kc.callbacks.HardNegativeMiner`).
 
     Args:
         temperature: `τ > 0`. Default 0.1 (SimCLR code default).
@@ -127,6 +160,10 @@ class NTXentLoss(ContrastiveLoss):
             β = 1 on STL-10). Default 0.
         decoupled: bool, the decoupled loss (DCL, Yeh et al. 2021). Default
             False. The defaults give NT-Xent exactly (see `kc.losses.ntxent_loss`).
+        use_group_ids: if True, `y_true` holds `(B,)` integer group ids, and
+            the views of other pairs of the anchor's group are accidental hits,
+            left out of its negatives (CLIP's `use_group_ids`, for a dataset
+            with duplicates or with class labels). Default False.
         reduction, name, dtype: as `keras.losses.Loss`.
 
     Example:
@@ -141,8 +178,6 @@ class NTXentLoss(ContrastiveLoss):
     Visual Representations", ICML 2020.
     """
 
-    contract = LossContract(labels="ignored", y_pred="pair", state=("temperature",))
-
     def __init__(
         self,
         temperature=0.1,
@@ -150,6 +185,7 @@ class NTXentLoss(ContrastiveLoss):
         tau_plus=0.0,
         beta=0.0,
         decoupled=False,
+        use_group_ids=False,
         reduction="sum_over_batch_size",
         name="ntxent_loss",
         dtype=None,
@@ -158,12 +194,27 @@ class NTXentLoss(ContrastiveLoss):
         self.temperature = check_positive("temperature", temperature)
         self.chunk_size = check_chunk_size(chunk_size)
         self.tau_plus, self.beta, self.decoupled = check_hard_negatives(tau_plus, beta, decoupled)
+        self.use_group_ids = check_bool("use_group_ids", use_group_ids)
+
+    @property
+    def contract(self):
+        return LossContract(
+            labels="integer" if self.use_group_ids else "ignored",
+            y_pred="pair",
+            state=("temperature", "hard_negatives"),
+        )
 
     def call(self, y_true, y_pred):
         y_pred, state = self._split_state(y_pred)
-        temperature = state.get("temperature", self.temperature)
         return ntxent_loss(
-            y_true, y_pred, temperature, self.chunk_size, self.tau_plus, self.beta, self.decoupled
+            y_true if self.use_group_ids else None,
+            y_pred,
+            state.get("temperature", self.temperature),
+            self.chunk_size,
+            self.tau_plus,
+            self.beta,
+            self.decoupled,
+            state.get("hard_negatives"),
         )
 
     def get_config(self):
@@ -174,4 +225,5 @@ class NTXentLoss(ContrastiveLoss):
             "tau_plus": float(self.tau_plus),
             "beta": float(self.beta),
             "decoupled": self.decoupled,
+            "use_group_ids": self.use_group_ids,
         }

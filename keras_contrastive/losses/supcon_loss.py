@@ -9,6 +9,7 @@ from keras_contrastive.losses._base import (
     LossContract,
     embeddings,
     integer_labels,
+    own_negatives,
 )
 from keras_contrastive.ops._validation import check_positive, check_rank
 from keras_contrastive.ops.chunked import check_chunk_size, map_row_chunks
@@ -16,7 +17,9 @@ from keras_contrastive.ops.similarity import l2_normalize
 from keras_contrastive.ops.softmax import multi_positive_cross_entropy
 
 
-def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None, chunk_size=None):
+def supcon_loss(
+    y_true, y_pred, temperature=0.1, base_temperature=None, chunk_size=None, hard_negatives=None
+):
     """Supervised contrastive loss for each anchor (every view of every example).
 
     Anchor `i` with positives `P(i)` (the other views with its label) has loss
@@ -35,6 +38,9 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None, chunk_si
             matrix; an int `>= 1` scores the anchors in blocks of that many
             rows and recomputes each block for the gradient
             (`kc.ops.map_row_chunks`), so memory grows as `BV · chunk_size`.
+        hard_negatives: optional `(B, H, D)` extra negatives of each example
+            (mined, e.g. by `kc.callbacks.HardNegativeMiner`: near neighbours
+            of other classes), in the normaliser of its views' anchors only.
 
     Returns:
         `(B,)` for `(B, D)` input, `(B, V)` for `(B, V, D)` input.
@@ -44,6 +50,9 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None, chunk_si
     >>> import numpy as np
     >>> x = np.random.normal(size=(8, 2, 16)).astype("float32")
     >>> supcon_loss(np.array([0, 1, 0, 1, 2, 2, 3, 3]), x).shape
+    TensorShape([8, 2])
+    >>> mined = np.random.normal(size=(8, 3, 16)).astype("float32")
+    >>> supcon_loss(np.array([0, 1, 0, 1, 2, 2, 3, 3]), x, hard_negatives=mined).shape
     TensorShape([8, 2])
 
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
@@ -57,6 +66,7 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None, chunk_si
     single_view = len(y_pred.shape) == 2
     z = l2_normalize(embeddings(y_pred[:, None] if single_view else y_pred))
     labels = integer_labels(y_true, z)
+    own = own_negatives(hard_negatives, z)
     local, num_views = ops.shape(z)[0], z.shape[1]
 
     global_z, offset = gather_candidates(z)
@@ -73,7 +83,7 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None, chunk_si
     self_index = views_index * total + ops.tile(ops.arange(local), (num_views,)) + offset
     cross_entropy, num_positives = map_row_chunks(
         _cross_entropy_over_positives,
-        (anchors * inv_t, anchor_labels, self_index),
+        (anchors * inv_t, anchor_labels, self_index, ops.tile(own, (num_views, 1, 1))),
         (candidates, candidate_labels),
         chunk_size,
     )
@@ -87,13 +97,26 @@ def supcon_loss(y_true, y_pred, temperature=0.1, base_temperature=None, chunk_si
     return losses[:, 0] if single_view else losses
 
 
-def _cross_entropy_over_positives(anchors, labels, self_index, candidates, candidate_labels):
-    """Per anchor: the cross-entropy against its positives, and their number."""
+def _cross_entropy_over_positives(anchors, labels, self_index, own, candidates, candidate_labels):
+    """Per anchor: the cross-entropy against its positives, and their number.
+
+    The candidates but the anchor itself are in the normaliser, then the
+    anchor's `own` `(n, H, D)` negatives.
+    """
     logits = ops.matmul(anchors, ops.transpose(candidates))
     not_self = ops.arange(ops.shape(candidates)[0])[None, :] != self_index[:, None]
     positives = ops.logical_and(not_self, labels[:, None] == candidate_labels[None, :])
     num_positives = ops.sum(ops.cast(positives, logits.dtype), axis=-1)
-    return multi_positive_cross_entropy(logits, positives, not_self), num_positives
+    own_logits = ops.einsum("nd,nhd->nh", anchors, own)
+    extra = ops.ones_like(own_logits, dtype="bool")
+    return (
+        multi_positive_cross_entropy(
+            ops.concatenate([logits, own_logits], axis=-1),
+            ops.concatenate([positives, ~extra], axis=-1),
+            ops.concatenate([not_self, extra], axis=-1),
+        ),
+        num_positives,
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_contrastive")
@@ -103,9 +126,11 @@ class SupConLoss(ContrastiveLoss):
     Calling the loss returns the mean over the anchors that have a positive.
 
     State inputs: `y_pred` may also be a dict `{"embeddings": (B, [V,] D),
-    "temperature": τ}`, with τ a scalar tensor or variable (which receives
-    gradients). The given τ is used for that call instead of the configured
-    one, which is left unchanged.
+    "temperature": τ, "hard_negatives": (B, H, D)}` with either state entry:
+    τ a scalar tensor or variable (which receives gradients), used for that
+    call instead of the configured one, which is left unchanged; and H extra
+    negatives of each example, for its anchors only (the mined negatives of
+    `kc.callbacks.HardNegativeMiner`).
 
     Args:
         temperature: `τ > 0`. Default 0.1 (Khosla et al. 2020 use 0.1).
@@ -126,7 +151,9 @@ class SupConLoss(ContrastiveLoss):
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
     """
 
-    contract = LossContract(labels="integer", y_pred="views", state=("temperature",))
+    contract = LossContract(
+        labels="integer", y_pred="views", state=("temperature", "hard_negatives")
+    )
 
     def __init__(
         self,
@@ -147,7 +174,14 @@ class SupConLoss(ContrastiveLoss):
     def call(self, y_true, y_pred):
         y_pred, state = self._split_state(y_pred)
         temperature = state.get("temperature", self.temperature)
-        return supcon_loss(y_true, y_pred, temperature, self.base_temperature, self.chunk_size)
+        return supcon_loss(
+            y_true,
+            y_pred,
+            temperature,
+            self.base_temperature,
+            self.chunk_size,
+            state.get("hard_negatives"),
+        )
 
     def get_config(self):
         return {

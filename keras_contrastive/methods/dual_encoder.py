@@ -12,7 +12,14 @@ from keras_contrastive.methods._data import (
     structure_error,
     unpack,
 )
-from keras_contrastive.methods.method import Method, Prepared, Step, with_state
+from keras_contrastive.methods.method import (
+    Method,
+    Prepared,
+    Step,
+    check_takes_hard_negatives,
+    per_example,
+    with_state,
+)
 from keras_contrastive.metrics import ContrastiveAccuracy
 from keras_contrastive.ops._validation import check_same_batch
 
@@ -37,6 +44,14 @@ class DualEncoder(Method):
     `(features, group_ids)`, or as the entry `"group_id"`. Raw strings
     cannot be compiled with XLA: under `jit_compile=True` tokenize in
     `tf.data`.
+
+    Mined hard negatives: the optional entry `"hard_negatives"` holds H
+    negative texts of each image, `(B, H)` strings or `(B, H, ...)` token
+    inputs (as `kc.callbacks.HardNegativeMiner.with_hard_negatives` adds
+    them). They run through the text tower with the batch's texts, and the
+    loss receives their `(B, H, D)` embeddings as its `"hard_negatives"`
+    state (`CLIPLoss`, `InfoNCELoss` and `NTXentLoss` take it), scored for
+    their own image only.
 
     Example:
 
@@ -80,7 +95,9 @@ class DualEncoder(Method):
         x, y, sample_weight = unpack(data, self.layout)
         if not isinstance(x, dict) or "image" not in x or "text" not in x:
             raise structure_error(self.layout, data)
-        if model.jit_compile is True and text_is_strings(x["text"]):
+        if model.jit_compile is True and any(
+            text_is_strings(x.get(key)) for key in ("text", "hard_negatives")
+        ):
             raise ValueError(
                 "Raw tf.string texts cannot be compiled with XLA (`jit_compile=True`). "
                 "Tokenize them in tf.data and feed token ids: "
@@ -90,11 +107,18 @@ class DualEncoder(Method):
         texts = tf.nest.map_structure(
             lambda t: check_same_batch("text", t, "image", images), x["text"]
         )
+        inputs = {"image": images, "text": texts}
+        if "hard_negatives" in x:
+            check_takes_hard_negatives(model.loss)
+            inputs["hard_negatives"] = tf.nest.map_structure(
+                lambda t: check_same_batch("hard_negatives", t, "image", images),
+                x["hard_negatives"],
+            )
         group_ids = y if y is not None else x.get("group_id")
         if group_ids is not None:
             group_ids = flat_ids("group_ids", group_ids, data, self.layout, images)
         if model.augmenter is not None and training:
-            images = model.augmenter(images, training=True, seed=seed)
+            inputs["image"] = model.augmenter(images, training=True, seed=seed)
         y_true = None
         if contract_of(model.loss).labels == "integer":
             if group_ids is None:
@@ -104,18 +128,22 @@ class DualEncoder(Method):
                     f"{type(model.loss).__name__} takes group ids (use_group_ids=True).",
                 )
             y_true = group_ids
-        return Prepared(
-            {"image": images, "text": texts}, y_true, check_sample_weight(sample_weight, images)
-        )
+        return Prepared(inputs, y_true, check_sample_weight(sample_weight, images))
 
     def towers(self, model, inputs, training):
+        """`{"embeddings": (B, 2 + H, D)}`: each image, its text, then its H hard negatives."""
         image = model.embed_image(inputs["image"], training=training)
         text = model.embed_text(inputs["text"], training=training)
-        return {"embeddings": ops.stack([image, text], axis=1)}
+        rows = [image[:, None], text[:, None]]
+        if "hard_negatives" in inputs:
+            rows.append(per_example(model.embed_text, inputs["hard_negatives"], training))
+        return {"embeddings": ops.concatenate(rows, axis=1)}
 
     def finish(self, model, prepared, embedded):
-        embeddings, scale = embedded["embeddings"], model.logit_scale
+        embeddings, scale = embedded["embeddings"][:, :2], model.logit_scale
         state = {}
+        if "hard_negatives" in prepared.inputs:
+            state["hard_negatives"] = embedded["embeddings"][:, 2:]
         if scale is not None:
             state["temperature"] = scale.temperature
         if isinstance(scale, SigmoidLogitScale):

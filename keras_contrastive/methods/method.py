@@ -3,6 +3,7 @@
 import dataclasses
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_contrastive.losses import contract_of
@@ -117,6 +118,30 @@ def embed_views(model, views, training):
         "embeddings": ops.reshape(projection, (-1, num_views, projection.shape[-1])),
         "representation": representation[:, 0],
     }
+
+
+def check_takes_hard_negatives(loss):
+    """Raises `ValueError` unless `loss` takes per-example negatives as its state."""
+    if "hard_negatives" not in contract_of(loss).state:
+        raise ValueError(
+            'The batch has "hard_negatives", which the loss must take as its state: '
+            f"{type(loss).__name__} declares {contract_of(loss).describe()}. Use a loss "
+            "that takes them (CLIPLoss, InfoNCELoss, NTXentLoss, SupConLoss), or drop them."
+        )
+
+
+def per_example(embed, items, training):
+    """`(B, H, D)` embeddings of `(B, H, ...)` items (or a structure of them), by `embed`."""
+    first = tf.nest.flatten(items)[0]
+    batch, count = ops.shape(first)[0], first.shape[1]
+    if len(first.shape) < 2 or count is None:
+        raise ValueError(
+            "`hard_negatives` must be (B, H, ...): H items of each example, with H "
+            f"known. Received: shape={tuple(first.shape)}"
+        )
+    flat = tf.nest.map_structure(lambda t: ops.reshape(t, (-1, *ops.shape(t)[2:])), items)
+    embedded = embed(flat, training=training)
+    return ops.reshape(embedded, (batch, count, embedded.shape[-1]))
 
 
 class Method(keras.layers.Layer):

@@ -206,6 +206,8 @@ class ContrastiveModel(ContrastiveTrainer):
             if "text" in inputs:
                 out["text"] = self.embed_text(inputs["text"], training=training)
             return out
+        if isinstance(inputs, dict) and "hard_negatives" in inputs:  # a batch with mined negatives
+            inputs = inputs["inputs"]
         if isinstance(inputs, (tuple, list)):  # views or pairs: each one embedded
             return tuple(self.encoder(x, training=training) for x in inputs)
         return self.encoder(inputs, training=training)

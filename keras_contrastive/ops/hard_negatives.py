@@ -5,7 +5,11 @@ import math
 from keras import ops
 
 from keras_contrastive.ops import _validation as v
-from keras_contrastive.ops.softmax import MASK_VALUE, masked_logsumexp
+from keras_contrastive.ops.softmax import (
+    MASK_VALUE,
+    masked_logsumexp,
+    multi_positive_cross_entropy,
+)
 
 
 def check_hard_negatives(tau_plus, beta, decoupled):
@@ -97,14 +101,52 @@ def hard_negative_nll(
     return total / ops.maximum(num_positives, 1.0)
 
 
-def hard_negative_rows(options, anchors, ids, candidates, candidate_ids, min_logit):
-    """Per anchor: `hard_negative_nll` of the candidates of its id against the others.
+def softmax_rows(
+    options,
+    multi_positive,
+    anchors,
+    positive_index,
+    ids,
+    own_negatives,
+    candidates,
+    candidate_ids,
+    shared_negatives,
+    min_logit,
+):
+    """Per anchor: the loss of its positives against its negatives, in three groups of columns.
 
-    The row function of the losses' `kc.ops.map_row_chunks`: `options` is
-    `(tau_plus, beta, decoupled)`, `anchors` `(n, D)` already divided by the
-    temperature, `ids` `(n,)` and `candidate_ids` `(M,)` the ids whose equality
-    makes a positive (a pair index, or a group id).
+    The row function of the softmax losses' `kc.ops.map_row_chunks`:
+
+    - the `(M, D)` `candidates` (the batch, of all replicas): the positive of
+      anchor `i` is column `positive_index[i]`, or, where that is negative,
+      every candidate of its id. Other candidates of its id are neither
+      positives nor negatives (accidental hits: the anchor itself, a duplicate
+      caption, an example of its class); the rest are negatives;
+    - the `(Q, D)` `shared_negatives` of every anchor (a MoCo queue);
+    - the `(n, H, D)` `own_negatives` of each anchor, scored for it alone
+      (mined hard negatives).
+
+    `anchors` are `(n, D)`, already divided by the temperature; `ids` `(n,)`
+    and `candidate_ids` `(M,)`. With `multi_positive` the row is CLIP's
+    cross-entropy against a uniform target over its positives (every column
+    in the normaliser); else `hard_negative_nll` with `options`
+    `(tau_plus, beta, decoupled)` and `min_logit`.
     """
-    logits = ops.matmul(anchors, ops.transpose(candidates))
-    positives = ids[:, None] == candidate_ids[None, :]
-    return hard_negative_nll(logits, positives, ~positives, *options, min_logit=min_logit)
+    logits = ops.concatenate(
+        [
+            ops.matmul(anchors, ops.transpose(candidates)),
+            ops.matmul(anchors, ops.transpose(shared_negatives)),
+            ops.einsum("nd,nhd->nh", anchors, own_negatives),
+        ],
+        axis=-1,
+    )
+    columns = ops.arange(ops.shape(candidates)[0], dtype=positive_index.dtype)[None, :]
+    same = ids[:, None] == candidate_ids[None, :]
+    by_index = positive_index[:, None] >= 0
+    positives = ops.where(by_index, columns == positive_index[:, None], same)
+    extra = ops.ones_like(logits[:, ops.shape(candidates)[0] :], dtype="bool")
+    positives = ops.concatenate([positives, ~extra], axis=-1)
+    if multi_positive:
+        return multi_positive_cross_entropy(logits, positives)
+    negatives = ops.concatenate([~same, extra], axis=-1)
+    return hard_negative_nll(logits, positives, negatives, *options, min_logit=min_logit)

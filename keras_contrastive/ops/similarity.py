@@ -29,7 +29,7 @@ def l2_normalize(x, axis=-1, epsilon=1e-12):
     >>> kc.ops.l2_normalize([[3.0, 4.0]])  # [[0.6, 0.8]]
     """
     x = ops.convert_to_tensor(x)
-    scale = ops.max(ops.abs(x), axis=axis, keepdims=True)
+    scale = ops.max(ops.abs(x), axis=axis, keepdims=True, initial=0.0)  # 0 for an empty x
     x = x / ops.where(scale > 0, scale, 1.0)
     sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(sq, epsilon))

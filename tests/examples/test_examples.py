@@ -57,6 +57,10 @@ def test_example_runs_smoke(script, tmp_path):
     run_smoke(script, tmp_path)
 
 
+def test_clip_example_with_mined_negatives_runs_smoke(tmp_path):
+    run_smoke("clip_digits.py", tmp_path, "--hard-negatives", "2", "--refresh-every", "1")
+
+
 @pytest.mark.parametrize("method", SSL_METHODS)
 def test_ssl_method_runs_smoke(method, tmp_path):
     stdout = run_smoke(SSL_SCRIPT, tmp_path, "--method", method)

@@ -21,15 +21,26 @@ def contract(labels="ignored", y_pred="pair", state=()):
 
 
 CONTRACTS = {
-    "ntxent": (L.NTXentLoss, contract(state=("temperature",))),
-    "info_nce": (L.InfoNCELoss, contract(state=("temperature", "negative_keys"))),
-    "supcon": (L.SupConLoss, contract("integer", "views", ("temperature",))),
+    "ntxent": (L.NTXentLoss, contract(state=("temperature", "hard_negatives"))),
+    "ntxent_groups": (
+        lambda: L.NTXentLoss(use_group_ids=True),
+        contract("integer", "pair", ("temperature", "hard_negatives")),
+    ),
+    "info_nce": (
+        L.InfoNCELoss,
+        contract(state=("temperature", "negative_keys", "hard_negatives")),
+    ),
+    "info_nce_groups": (
+        lambda: L.InfoNCELoss(use_group_ids=True),
+        contract("integer", "pair", ("temperature", "negative_keys", "hard_negatives")),
+    ),
+    "supcon": (L.SupConLoss, contract("integer", "views", ("temperature", "hard_negatives"))),
     "triplet": (L.TripletLoss, contract("integer", "single")),
     "margin": (L.ContrastiveMarginLoss, contract("pairs", "pair")),
-    "clip": (L.CLIPLoss, contract(state=("temperature",))),
+    "clip": (L.CLIPLoss, contract(state=("temperature", "hard_negatives"))),
     "clip_groups": (
         lambda: L.CLIPLoss(use_group_ids=True),
-        contract("integer", "pair", ("temperature",)),
+        contract("integer", "pair", ("temperature", "hard_negatives")),
     ),
     "siglip": (L.SigLIPLoss, contract(state=("temperature", "bias"))),
     "siglip_groups": (
@@ -96,7 +107,8 @@ def test_contract_of_user_losses():
         ({"y_pred": "triplets"}, r"`y_pred` must be one of \['pair', 'single', 'views'\]"),
         (
             {"state": ("temperature", "margin")},
-            r"\['bias', 'center', 'negative_keys', 'teacher_temperature', 'temperature'\]",
+            r"\['bias', 'center', 'hard_negatives', 'negative_keys', "
+            r"'teacher_temperature', 'temperature'\]",
         ),
         ({"state": "temperature"}, r"tuple of names.*Received: state='temperature'"),
         ({"state": ("bias", "bias")}, r"must not repeat a name"),
