@@ -25,45 +25,71 @@ An encoder is trained once, exported, and reused by someone else's classifier:
 4. A picture in `--output-dir`: test accuracy after each epoch of both stages.
 
     python examples/finetune_exported_encoder.py
-    python examples/finetune_exported_encoder.py --encoder outputs/encoder  # reuse one
+    python examples/finetune_exported_encoder.py --encoder outputs/simclr_digits/encoder
     python examples/finetune_exported_encoder.py --smoke    # a few steps, for tests
+
+`--encoder` reuses an encoder exported before, e.g. by the main demo
+(`simclr_digits.py` writes `outputs/simclr_digits/encoder`), instead of
+pre-training one here.
 """
 
 import argparse
 import os
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-from matplotlib.figure import Figure
-
-import keras_contrastive as kc
-
-tf.get_logger().setLevel("ERROR")
+# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
+# Set before TensorFlow is imported, which is below the argument parsing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="outputs/finetune_exported_encoder")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="outputs/finetune_exported_encoder",
+        help="where the picture (and the encoder pre-trained here) go",
+    )
     parser.add_argument(
         "--encoder",
         default=None,
-        help="a SavedModel written by kc.export.export_encoder for gray images; "
-        "by default one is pre-trained and exported to OUTPUT_DIR/encoder",
+        help="a SavedModel written by kc.export.export_encoder for gray images, e.g. "
+        "outputs/simclr_digits/encoder; by default one is pre-trained and exported to "
+        "OUTPUT_DIR/encoder",
     )
-    parser.add_argument("--image-size", type=int, default=16)
-    parser.add_argument("--pretrain-epochs", type=int, default=50)
-    parser.add_argument("--labels-per-class", type=int, default=10)
+    parser.add_argument("--image-size", type=int, default=16, help="images are resized to this")
+    parser.add_argument(
+        "--pretrain-epochs", type=int, default=50, help="SimCLR epochs, without --encoder"
+    )
+    parser.add_argument(
+        "--labels-per-class", type=int, default=10, help="labelled training images per digit"
+    )
     parser.add_argument("--epochs", type=int, default=30, help="epochs of each stage")
     parser.add_argument("--learning-rate", type=float, default=1e-2, help="frozen stage")
-    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fine-tune-learning-rate", type=float, default=1e-5, help="fine-tuning stage"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of the weights, labels and views")
     parser.add_argument("--smoke", action="store_true", help="a tiny run to check the script")
     args = parser.parse_args(argv)
     if args.smoke:
         args.pretrain_epochs, args.epochs = 1, 2
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # `--help` and bad flags are answered now, before the slow imports below
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import keras_contrastive as kc  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
 
 
 def pretrain_and_export(args, x_train, path):
@@ -147,7 +173,8 @@ def fit_stage(classifier, framework, learning_rate, train_ds, test, epochs):
         loss=framework.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    history = classifier.fit(train_ds, epochs=epochs, validation_data=test)
+    # The dataset shuffles itself (`fit`'s own `shuffle` applies to arrays only).
+    history = classifier.fit(train_ds, epochs=epochs, validation_data=test, shuffle=False)
     return [100 * value for value in history.history["val_accuracy"]]
 
 

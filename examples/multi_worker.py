@@ -12,7 +12,9 @@ several machines:
    against the embeddings of *all* workers, and the gradients are all-reduced,
    so the workers keep identical weights.
 3. Worker 0 (the chief) evaluates the encoder as the main demo does (linear
-   probes and kNN beside raw pixels) and writes the training curves.
+   probes and kNN beside raw pixels) and writes the training curves to
+   `--output-dir`; the other workers wait for it (a barrier: one all-reduce
+   that every worker joins), so that all leave the cluster together.
 
     python examples/multi_worker.py             # two local workers, the demo's settings
     python examples/multi_worker.py --smoke     # a few steps, for tests
@@ -37,20 +39,40 @@ import subprocess
 import sys
 import time
 
-import keras
-import simclr_digits  # the main demo, beside this script
-import tensorflow as tf
+# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
+# Set before TensorFlow is imported, which is below the argument parsing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cluster_parser():
+    """This script's own flags; the others are `simclr_digits.py`'s."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Other flags: see simclr_digits.py --help.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--num-workers", type=int, default=2, help="local worker processes")
+    parser.add_argument("--worker-index", type=int, help="set by the launcher")
+    parser.add_argument("--ports", help="set by the launcher: one local port per worker")
+    parser.add_argument(
+        "--output-dir", default="outputs/multi_worker", help="where the chief's picture goes"
+    )
+    return parser
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], epilog="Other flags: see simclr_digits.py --help."
-    )
-    parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--worker-index", type=int, help="set by the launcher")
-    parser.add_argument("--ports", help="set by the launcher: one local port per worker")
-    args, demo_argv = parser.parse_known_args(argv)
-    return args, simclr_digits.parse_args(demo_argv)
+    args, demo_argv = cluster_parser().parse_known_args(argv)
+    demo = simclr_digits.parse_args(demo_argv)
+    demo.output_dir = args.output_dir
+    return args, demo
+
+
+if __name__ == "__main__":
+    cluster_parser().parse_known_args()  # `--help` is answered now, before the slow imports
+
+import keras  # noqa: E402
+import simclr_digits  # noqa: E402  (the main demo, beside this script)
+import tensorflow as tf  # noqa: E402
 
 
 def launch(args, argv):
@@ -103,22 +125,39 @@ def work(demo):
     with strategy.scope():
         model = simclr_digits.build_model(demo, x_train.shape[1:])
     start = time.perf_counter()
-    history = model.fit(training_data(x_train, demo), epochs=demo.epochs, verbose=2 if chief else 0)
-    if not chief:
-        return
-    print(f"pre-training: {time.perf_counter() - start:.0f} s")
+    history = model.fit(
+        training_data(x_train, demo),
+        epochs=demo.epochs,
+        verbose=2 if chief else 0,
+        shuffle=False,  # the dataset shuffles itself (`fit`'s own applies to arrays only)
+    )
+    if chief:
+        print(f"pre-training: {time.perf_counter() - start:.0f} s")
+        report(model, history, (x_train, y_train), (x_test, y_test), demo)
+    # A worker that exits while the chief still evaluates looks crashed to the
+    # cluster (its heartbeats stop, and the chief logs an error): all wait here.
+    barrier(strategy)
+
+
+def report(model, history, train, test, demo):
+    """The chief's evaluation, as the main demo's, and its training curves."""
     # Outside the strategy, so that evaluating needs no other worker.
     encoder = keras.models.clone_model(model.encoder)
     encoder.set_weights(model.encoder.get_weights())
-    train, test = (x_train, y_train), (x_test, y_test)
     flat = simclr_digits.flatten
     raw = simclr_digits.evaluate(None, flat(*train), flat(*test), demo.smoke)
     simclr = simclr_digits.evaluate(encoder, train, test, demo.smoke)
     simclr_digits.print_table(raw, simclr)
     os.makedirs(demo.output_dir, exist_ok=True)
-    simclr_digits.plot_curves(history.history, os.path.join(demo.output_dir, "curves.png"))
-    print(f"wrote curves.png to {demo.output_dir}")
+    path = os.path.join(demo.output_dir, "training_curves.png")
+    simclr_digits.plot_curves(history.history, path, ("loss", "contrastive_accuracy"))
+    print(f"wrote training_curves.png to {demo.output_dir}")
     print("metrics: " + " ".join(f"{name}={value:.1f}" for name, value in simclr.items()))
+
+
+def barrier(strategy):
+    """Returns once every worker has called it: an all-reduce that each worker joins."""
+    strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
 def main(argv=None):

@@ -26,27 +26,32 @@ import argparse
 import os
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score, roc_curve
-
-import keras_contrastive as kc
+# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
+# Set before TensorFlow is imported, which is below the argument parsing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="outputs/siamese_margin_digits")
-    parser.add_argument("--image-size", type=int, default=16)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--output-dir", default="outputs/siamese_margin_digits", help="where the picture goes"
+    )
+    parser.add_argument("--image-size", type=int, default=16, help="images are resized to this")
     parser.add_argument("--width", type=int, default=32, help="small_cnn width")
-    parser.add_argument("--pairs-per-image", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument(
+        "--pairs-per-image", type=int, default=4, help="training pairs per training image"
+    )
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=256, help="pairs per batch")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's learning rate")
     # 1.0: Hadsell et al. 2006 (and the loss's default).
-    parser.add_argument("--margin", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--margin", type=float, default=1.0, help="distance that dissimilar pairs must exceed"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of the weights, pairs and views")
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny run (2 batches) to check the script"
     )
@@ -54,6 +59,18 @@ def parse_args(argv=None):
     if args.smoke:
         args.epochs, args.width, args.pairs_per_image = 1, 8, 1
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # `--help` and bad flags are answered now, before the slow imports below
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+import keras_contrastive as kc  # noqa: E402
 
 
 def make_pairs(images, labels, pairs_per_image, seed):
@@ -165,6 +182,7 @@ def main(argv=None):
         pair_dataset(args, *train_pairs),
         epochs=args.epochs,
         steps_per_epoch=2 if args.smoke else None,
+        shuffle=False,  # the dataset shuffles itself (`fit`'s own applies to arrays only)
     )
     print(f"training: {time.perf_counter() - start:.0f} s")
 

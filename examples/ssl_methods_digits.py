@@ -40,10 +40,62 @@ import argparse
 import math
 import os
 
-import keras
-import simclr_digits  # the main demo, beside this script: data, augmentation, evaluation
+# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
+# Set before TensorFlow is imported, which is below the argument parsing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras_contrastive as kc
+# The column title of each method in the table, in the order of `--method`'s choices.
+TITLES = {
+    "simclr": "SimCLR",
+    "moco": "MoCo",
+    "barlow_twins": "Barlow Twins",
+    "vicreg": "VICReg",
+    "byol": "BYOL",
+    "simsiam": "SimSiam",
+    "nnclr": "NNCLR",
+    "dino": "DINO",
+}
+# No negatives in the loss: collapse is possible, and monitored.
+NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam", "dino")
+
+
+def method_parser():
+    """This script's own flags; the others are `simclr_digits.py`'s."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Other flags: see simclr_digits.py --help.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--method",
+        required=True,
+        choices=list(TITLES),
+        default=argparse.SUPPRESS,
+        help="the self-supervised method",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=os.path.join("outputs", "ssl_methods_digits", "METHOD"),
+        help="where the pictures go (METHOD: the --method)",
+    )
+    return parser
+
+
+def parse_args(argv=None):
+    args, demo_argv = method_parser().parse_known_args(argv)
+    demo = simclr_digits.parse_args(demo_argv)
+    demo.method = args.method
+    demo.output_dir = args.output_dir.replace("METHOD", args.method)
+    return demo
+
+
+if __name__ == "__main__":
+    method_parser().parse_known_args()  # answers `--help` and a bad `--method` before the imports
+
+import keras  # noqa: E402
+import simclr_digits  # noqa: E402  (the main demo, beside this script: data, evaluation)
+
+import keras_contrastive as kc  # noqa: E402
 
 
 def simclr_head():
@@ -68,21 +120,6 @@ def expander(width):
             keras.layers.ReLU(),
         ]
     return keras.Sequential([*layers, keras.layers.Dense(width, use_bias=False)], name="expander")
-
-
-# The column title of each method in the table, in the order of `--method`'s choices.
-TITLES = {
-    "simclr": "SimCLR",
-    "moco": "MoCo",
-    "barlow_twins": "Barlow Twins",
-    "vicreg": "VICReg",
-    "byol": "BYOL",
-    "simsiam": "SimSiam",
-    "nnclr": "NNCLR",
-    "dino": "DINO",
-}
-# No negatives in the loss: collapse is possible, and monitored.
-NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam", "dino")
 
 
 def method_parts(args, total_steps):
@@ -142,19 +179,6 @@ def dino(args, total_steps):
     )
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], epilog="Other flags: see simclr_digits.py --help."
-    )
-    parser.add_argument("--method", required=True, choices=list(TITLES))
-    parser.add_argument("--output-dir", help="default: outputs/ssl_methods_digits/METHOD")
-    args, demo_argv = parser.parse_known_args(argv)
-    demo = simclr_digits.parse_args(demo_argv)
-    demo.method = args.method
-    demo.output_dir = args.output_dir or os.path.join("outputs", "ssl_methods_digits", args.method)
-    return demo
-
-
 def build_model(args, input_shape, total_steps):
     """The demo's encoder, augmentation and optimizer, with the method's head and loss."""
     # DINO's local views are smaller than the global ones: an encoder of any image size.
@@ -195,6 +219,8 @@ def main(argv=None):
 
     steps_per_epoch = 1 if args.smoke else math.ceil(len(x_train) / args.batch_size)
     model = build_model(args, x_train.shape[1:], total_steps=args.epochs * steps_per_epoch)
+    if args.method == "simclr":
+        simclr_digits.describe_contrastive_accuracy(min(args.batch_size, len(x_train)))
     history = simclr_digits.pretrain(model, args, (x_train, y_train), (x_test, y_test))
 
     train, test = (x_train, y_train), (x_test, y_test)
@@ -223,7 +249,10 @@ def main(argv=None):
     simclr_digits.plot_curves(
         history.history, os.path.join(args.output_dir, "training_curves.png"), curves
     )
-    print(f"wrote embeddings.png and training_curves.png to {args.output_dir}")
+    simclr_digits.plot_table(
+        raw, trained, os.path.join(args.output_dir, "few_labels.png"), title, len(class_names)
+    )
+    print(f"wrote few_labels.png, embeddings.png and training_curves.png to {args.output_dir}")
     print("metrics: " + " ".join(f"{name}={value:.1f}" for name, value in trained.items()))
 
 

@@ -25,31 +25,32 @@ import functools
 import os
 import time
 
-import keras
-import tensorflow as tf
-
-import keras_contrastive as kc
-
-# Each linear probe trains a fresh classifier, which TensorFlow reports as "retracing".
-tf.get_logger().setLevel("ERROR")
+# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
+# Set before TensorFlow is imported, which is below the argument parsing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
         "--dataset",
         default="digits",
-        help="'digits' (offline, default) or a TFDS image dataset already on "
-        "disk, e.g. 'mnist' or 'cifar10' (never downloaded)",
+        help="'digits' (offline) or a TFDS image dataset already on disk, e.g. 'mnist' "
+        "or 'cifar10' (never downloaded; needs the tfds extra)",
     )
-    parser.add_argument("--output-dir", default="outputs/supcon_digits")
-    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument(
+        "--output-dir", default="outputs/supcon_digits", help="where the pictures go"
+    )
+    parser.add_argument("--image-size", type=int, default=16, help="images are resized to this")
     parser.add_argument("--width", type=int, default=32, help="small_cnn width")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--temperature", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=60, help="epochs of each training")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's learning rate")
+    parser.add_argument("--temperature", type=float, default=0.1, help="SupCon's τ")
+    parser.add_argument("--seed", type=int, default=0, help="of the weights and views")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -59,6 +60,18 @@ def parse_args(argv=None):
     if args.smoke:
         args.epochs, args.width = 2, 8
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # `--help` and bad flags are answered now, before the slow imports below
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_contrastive as kc  # noqa: E402
+
+# Each linear probe trains a fresh classifier, which TensorFlow reports as "retracing".
+tf.get_logger().setLevel("ERROR")
 
 
 def load_data(args):

@@ -24,27 +24,33 @@ import argparse
 import os
 import time
 
-import keras
-import numpy as np
-
-import keras_contrastive as kc
+# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
+# Set before TensorFlow is imported, which is below the argument parsing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TOP_K = 5
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="outputs/triplet_digits")
-    parser.add_argument("--image-size", type=int, default=16)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--output-dir", default="outputs/triplet_digits", help="where the picture goes"
+    )
+    parser.add_argument("--image-size", type=int, default=16, help="images are resized to this")
     parser.add_argument("--width", type=int, default=32, help="small_cnn width")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs")
     # Semi-hard mining scores every (anchor, positive, negative) triple of the
     # 2 x batch views, a (2B)^3 tensor: 128 trains as well as 256 in half the time.
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per batch")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's learning rate")
     # 0.2: FaceNet's margin for unit-length embeddings (Schroff et al. 2015, Sec. 3.1).
-    parser.add_argument("--margin", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--margin", type=float, default=0.2, help="on squared distances of unit vectors"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of the weights and views")
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny run (2 epochs of 1 batch) to check the script"
     )
@@ -52,6 +58,15 @@ def parse_args(argv=None):
     if args.smoke:
         args.epochs, args.width = 2, 8
     return args
+
+
+if __name__ == "__main__":
+    parse_args()  # `--help` and bad flags are answered now, before the slow imports below
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_contrastive as kc  # noqa: E402
 
 
 def build_model(args, input_shape):

@@ -24,6 +24,7 @@ from keras_contrastive import (  # noqa: E402
     evaluation,
     export,
     layers,
+    lora,
     losses,
     methods,
     metrics,

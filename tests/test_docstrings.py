@@ -22,6 +22,7 @@ SUBPACKAGES = (
     "evaluation",
     "export",
     "layers",
+    "lora",
     "losses",
     "methods",
     "metrics",

@@ -28,7 +28,7 @@ def test_the_readme_opens_with_the_demo_and_the_test_commands():
     commands = [code.strip() for language, code in BLOCKS[:2]]
     assert [language for language, _ in BLOCKS[:2]] == ["bash", "bash"]
     assert commands[0] == 'pip install -e ".[examples]" && python examples/simclr_digits.py'
-    assert commands[1] == 'pip install -e ".[test]" && python -m pytest -n 2'
+    assert commands[1] == 'pip install -e ".[test]" && python -m pytest -n 2 --durations=15'
     assert (ROOT / "examples" / "simclr_digits.py").exists()  # run by tests/examples
     # .ci/run evals the README line that starts with `pip install -e ".[test]"`.
     assert "README.md" in (ROOT / ".ci" / "run").read_text()

@@ -4,8 +4,6 @@ import collections
 
 import numpy as np
 import tensorflow as tf
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from keras_contrastive.datasets.tf_data import check_int
 
@@ -51,6 +49,10 @@ def digits(image_size=32, channels=3, test_size=0.3, seed=0):
         `y` int32 `(N,)` in 0..9; `class_names` are the English digit words.
         Use `to_dataset` for a `tf.data.Dataset`.
 
+    Raises:
+        ImportError: when scikit-learn, which ships the digits, is not
+            installed (`pip install scikit-learn`, or the `examples` extra).
+
     Example:
 
     >>> import keras_contrastive as kc
@@ -70,6 +72,14 @@ def digits(image_size=32, channels=3, test_size=0.3, seed=0):
             f"`test_size` must be a float in (0, 1). Received: test_size={test_size!r}"
         )
     check_int("seed", seed, 0)
+    try:  # scikit-learn ships the data; optional, so imported here
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as error:
+        raise ImportError(
+            "`kc.datasets.digits()` needs scikit-learn, which ships the digits: "
+            '`pip install scikit-learn`, or `pip install "keras-contrastive[examples]"`.'
+        ) from error
     raw = load_digits()
     images = (raw.images / 16.0).astype("float32")[..., None]
     images = tf.image.resize(images, (image_size, image_size), method="bilinear").numpy()

@@ -2,13 +2,24 @@
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from keras_contrastive.datasets.digits import Split
 from keras_contrastive.datasets.image_folder import check_image_size
 from keras_contrastive.datasets.tf_data import batch_and_prefetch, check_int
 
 SHUFFLE_BUFFER = 10_000
+
+
+def _import_tfds():
+    """`tensorflow_datasets`, an optional dependency (the `tfds` extra)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError(
+            "Loading TFDS datasets needs tensorflow-datasets: "
+            '`pip install "keras-contrastive[tfds]"` (or `pip install tensorflow-datasets`).'
+        ) from error
+    return tfds
 
 
 def _download_hint(name, data_dir):
@@ -48,6 +59,7 @@ def tfds_images(
         `(B,)`, and the class names of the dataset's `"label"` feature.
 
     Raises:
+        ImportError: when tensorflow-datasets is not installed (the `tfds` extra).
         ValueError: when TFDS has no dataset called `name`.
         FileNotFoundError: when the dataset is not in `data_dir`; the message
             says how to download it.
@@ -59,6 +71,7 @@ def tfds_images(
     """
     size = check_image_size(image_size)
     check_int("batch_size", batch_size, 1)
+    tfds = _import_tfds()
     try:
         dataset, info = tfds.load(
             name, split=split, data_dir=data_dir, download=False, as_supervised=True, with_info=True

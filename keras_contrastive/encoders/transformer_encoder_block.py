@@ -75,19 +75,26 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 f"num_heads={self.num_heads}. Received: inputs.shape={tuple(input_shape)}"
             )
         hidden = self.intermediate_dim or 4 * dim
+        # Named sublayers: their paths (`block/attention/query`, what `kc.lora`
+        # targets and records) are the same in every process, unlike Keras'
+        # per-process counters (`dense_71`).
         common = {"dtype": self.dtype_policy}
         self.attention_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, **common
+            epsilon=self.layer_norm_epsilon, name="attention_norm", **common
         )
         self.attention = keras.layers.MultiHeadAttention(
-            self.num_heads, dim // self.num_heads, dropout=self.dropout, **common
+            self.num_heads, dim // self.num_heads, dropout=self.dropout, name="attention", **common
         )
         self.feedforward_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, **common
+            epsilon=self.layer_norm_epsilon, name="feedforward_norm", **common
         )
-        self.feedforward_in = keras.layers.Dense(hidden, activation=self.activation, **common)
-        self.feedforward_out = keras.layers.Dense(dim, **common)
-        self.residual_dropout = keras.layers.Dropout(self.dropout, **common)
+        self.feedforward_in = keras.layers.Dense(
+            hidden, activation=self.activation, name="feedforward_in", **common
+        )
+        self.feedforward_out = keras.layers.Dense(dim, name="feedforward_out", **common)
+        self.residual_dropout = keras.layers.Dropout(
+            self.dropout, name="residual_dropout", **common
+        )
         self.attention_norm.build(input_shape)
         self.attention.build(input_shape, input_shape)
         self.feedforward_norm.build(input_shape)

@@ -54,6 +54,13 @@ def _pca(x):
     return centered @ components[:2].T
 
 
+def _has_sklearn():
+    try:
+        return importlib.util.find_spec("sklearn") is not None
+    except (ImportError, ValueError):  # an import hook refused it, or a stub in sys.modules
+        return False
+
+
 def _tsne(x, seed):
     try:
         from sklearn.manifold import TSNE
@@ -101,8 +108,7 @@ def plot_embeddings(
             f"Received: embeddings.shape={x.shape}"
         )
     if methods is None:
-        has_sklearn = importlib.util.find_spec("sklearn") is not None
-        methods = PROJECTIONS if has_sklearn else ("pca",)
+        methods = PROJECTIONS if _has_sklearn() else ("pca",)
     methods = [check_choice("methods", method, PROJECTIONS) for method in methods]
     if not methods:
         raise ValueError("`methods` must name at least one projection. Received: ()")
@@ -184,13 +190,24 @@ def plot_retrieval(queries, results, path, scores=None, matches=None, cell_size=
     fig.savefig(path, dpi=dpi, format="png")
 
 
+SIMILARITY_TITLE = "Cosine similarity of each caption (row) to each image (column)"
+
+
 def plot_similarity_matrix(
-    image_embeddings, text_embeddings, images, captions, path, figsize=None, dpi=100
+    image_embeddings,
+    text_embeddings,
+    images,
+    captions,
+    path,
+    figsize=None,
+    dpi=100,
+    title=SIMILARITY_TITLE,
 ):
     """The cosine similarity of every caption to every image, as in CLIP's figure.
 
     Rows are the captions (labelled on the left), columns the images (drawn
-    above the matrix); each cell shows its similarity.
+    above the matrix); each cell shows its similarity, and a colour bar the
+    scale, fixed at [-1, 1] so that pictures compare.
 
     Args:
         image_embeddings: `(N, D)` embeddings of `images`.
@@ -201,6 +218,8 @@ def plot_similarity_matrix(
         figsize: `(width, height)` in inches. Default
             `(4 + 0.8 · N, 1.5 + 0.6 · M)`.
         dpi: pixels per inch. Default 100.
+        title: the figure's title, or `None` for none. Default: says that the
+            cells are cosine similarities of captions (rows) to images (columns).
 
     Example:
 
@@ -236,12 +255,13 @@ def plot_similarity_matrix(
     n, m = len(images), len(captions)
     fig = _figure(figsize or (4 + 0.8 * n, 1.5 + 0.6 * m))
     ax = fig.subplots()
-    ax.imshow(similarity, cmap="viridis", extent=(-0.5, n - 0.5, m - 0.5, -0.5))
-    middle = (similarity.min() + similarity.max()) / 2
+    matrix = ax.imshow(
+        similarity, cmap="viridis", vmin=-1.0, vmax=1.0, extent=(-0.5, n - 0.5, m - 0.5, -0.5)
+    )
     for row in range(m):
         for col in range(n):
             value = similarity[row, col]
-            color = "black" if value > middle else "white"  # readable on viridis
+            color = "black" if value > 0.25 else "white"  # readable on viridis
             ax.text(col, row, f"{value:.2f}", ha="center", va="center", color=color)
     for col, image in enumerate(images):
         _show_image(ax, image)
@@ -252,4 +272,7 @@ def plot_similarity_matrix(
     ax.set_xticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
+    fig.colorbar(matrix, ax=ax, shrink=0.8, label="cosine similarity")
+    if title is not None:
+        ax.set_title(title)
     fig.savefig(path, dpi=dpi, format="png")

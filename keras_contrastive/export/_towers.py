@@ -8,10 +8,16 @@ tables of the tokenizer) that must travel with it.
 """
 
 import dataclasses
+import os
+import tempfile
 
+import keras
 import tensorflow as tf
 
+from keras_contrastive.lora import merge_lora as merged
+from keras_contrastive.lora._layers import adapted
 from keras_contrastive.models import ContrastiveModel
+from keras_contrastive.models.contrastive_model import takes_strings
 from keras_contrastive.ops.similarity import l2_normalize
 
 
@@ -33,7 +39,7 @@ class Tower:
         return list(found.values())
 
 
-def image_tower(model, image_size=None, input_signature=None, normalize=True):
+def image_tower(model, image_size=None, input_signature=None, normalize=True, merge_lora=True):
     """Float32 images of any size -> resized -> encoder -> head -> embeddings."""
     encoder, head = _image_parts(model)
     spec = _image_spec(encoder, input_signature)
@@ -43,7 +49,10 @@ def image_tower(model, image_size=None, input_signature=None, normalize=True):
             "The encoder accepts images of any size: pass `image_size=(height, width)` "
             f"to resize to in the graph. Received: image_size={image_size}"
         )
-    _build(encoder, head, tf.zeros((1, *size, spec.shape[3]), spec.dtype))
+    example = tf.zeros((1, *size, spec.shape[3]), spec.dtype)
+    _build(encoder, head, example)
+    if merge_lora:
+        encoder, head = _merged_parts(encoder, head, example)
     served = tf.TensorSpec([None, None, None, spec.shape[3]], tf.float32)
 
     def embed(images, training=False):
@@ -55,10 +64,20 @@ def image_tower(model, image_size=None, input_signature=None, normalize=True):
     return Tower("image", served, embed, [layer for layer in (encoder, head) if layer])
 
 
-def text_tower(model, text_preprocessor=None, normalize=True):
+def text_tower(model, text_preprocessor=None, normalize=True, merge_lora=True):
     """Raw strings -> in-graph tokenization -> encoder -> head -> embeddings."""
     preprocessor, encoder, head = _text_parts(model, text_preprocessor)
-    _build(encoder, head, preprocessor(tf.constant(["a"])))
+    tokenizes = preprocessor is None
+    if tokenizes:
+        preprocessor = lambda texts: texts  # noqa: E731
+    example = preprocessor(tf.constant(["a"]))
+    _build(encoder, head, example)
+    if merge_lora:
+        encoder, head = _merged_parts(encoder, head, example)
+    if tokenizes:  # the encoder tokenizes: track its tokenizer layers (no weights)
+        resources = [layer for layer in encoder.layers if not layer.weights]
+    else:
+        resources = [preprocessor]
 
     def embed(texts, training=False):
         x = encoder(preprocessor(tf.ensure_shape(texts, [None])), training=training)
@@ -66,8 +85,8 @@ def text_tower(model, text_preprocessor=None, normalize=True):
         return _finish(x, normalize)
 
     spec = tf.TensorSpec([None], tf.string)
-    layers = [layer for layer in (preprocessor, encoder, head) if layer]
-    return Tower("text", spec, embed, layers, resources=[preprocessor])
+    layers = [layer for layer in (encoder, head) if layer] + resources
+    return Tower("text", spec, embed, layers, resources=resources)
 
 
 def _finish(x, normalize):
@@ -94,10 +113,11 @@ def _text_parts(model, text_preprocessor):
         encoder, head = model.text_encoder, model.text_head
     else:
         preprocessor, encoder, head = text_preprocessor, model, None
-    if preprocessor is None:
+    if preprocessor is None and not takes_strings(encoder):
         raise ValueError(
             "A text export takes raw strings and needs a `kc.layers.TextPreprocessor` to "
-            "tokenize them in the graph: pass `text_preprocessor=`. Received: "
+            "tokenize them in the graph (or a text encoder that takes strings): pass "
+            "`text_preprocessor=`. Received: "
             "text_preprocessor=None"
         )
     return preprocessor, encoder, head
@@ -135,3 +155,47 @@ def _build(encoder, head, example):
     x = encoder(example, training=False)
     if head is not None:
         head(x, training=False)
+
+
+def _merged_parts(encoder, head, example):
+    """`encoder` and `head`, each replaced by a merged copy if it has LoRA layers."""
+    features = encoder(example, training=False)
+    copy = _merged_copy(encoder, example)
+    return copy, None if head is None else _merged_copy(head, features)
+
+
+def _merged_copy(part, example):
+    """A copy of `part` with its LoRA adapters merged into the kernels; `part` if none.
+
+    The copy is rebuilt from what Keras saves, which holds each adapted kernel
+    merged (`save_own_variables` writes `W + (alpha / rank) A B`): a `.keras`
+    archive for a model, so that its assets (a tokenizer's vocabulary) come
+    too, the config and weights for a layer; what LoRA the config re-creates
+    (a `Dense`'s `lora_rank`) is then merged away, with zero factors. The
+    user's model is not touched.
+    """
+    if not adapted(part):
+        return part
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            if isinstance(part, keras.Model):
+                archive = os.path.join(directory, "part.keras")
+                part.save(archive)
+                copy = keras.saving.load_model(archive, compile=False)
+            else:
+                copy = keras.saving.deserialize_keras_object(
+                    keras.saving.serialize_keras_object(part)
+                )
+                copy(example, training=False)  # builds what the config does not
+                weights = os.path.join(directory, "merged.weights.h5")
+                keras.saving.save_weights(part, weights)
+                keras.saving.load_weights(copy, weights)
+        except Exception as error:
+            raise ValueError(
+                f"Exporting the LoRA layers of {part.name!r} merged (`merge_lora=True`) copies "
+                f"it through Keras saving, which failed: {error}. Register its classes "
+                "with `keras.saving.register_keras_serializable`, merge the model yourself "
+                "with `kc.lora.merge_lora`, or pass `merge_lora=False`."
+            ) from error
+    merged(copy)
+    return copy

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from keras_contrastive._atomic import atomic_directory
 from keras_contrastive.export._towers import image_tower, text_tower
-from keras_contrastive.ops._validation import check_choice, check_positive
+from keras_contrastive.ops._validation import check_bool, check_choice, check_positive
 
 MODALITIES = ("image", "text", "dual")
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -19,6 +19,7 @@ def export_encoder(
     image_size=None,
     text_preprocessor=None,
     pixel_scale=1.0 / 255.0,
+    merge_lora=True,
 ):
     """Writes an encoder as a SavedModel that serves embeddings and fine-tunes.
 
@@ -60,6 +61,19 @@ def export_encoder(
     that tracks the model restores a `__call__` whose gradients do not reach
     `trainable_variables` (measured with TF 2.21 and Keras 3.15).
 
+    **LoRA** (`kc.lora.enable_lora`): by default the export serves merged
+    kernels `W + (alpha / rank) A B` and holds no LoRA variables. The model
+    is not changed: each tower part (encoder, head) with adapters is copied
+    through its Keras config and its saved weights (Keras saves the merged
+    kernel), and the copy is merged with `kc.lora.merge_lora`; so those
+    parts must be serializable (`keras.saving.register_keras_serializable`).
+    The copy's variables are all trainable except the normalization layers
+    `enable_lora` froze. `merge_lora=False` exports the adapted layers as
+    they are: `trainable_variables` are then the factors (and the biases
+    with `train_bias`), so a TF-Hub `KerasLayer(path, trainable=True)` goes
+    on training the adapter alone, at the cost of the extra matmuls and
+    variables in serving.
+
     Args:
         model_or_encoder: a `kc.ContrastiveModel`, or an encoder (a built
             `keras.Model` or layer). Two-view models export `model.encoder`
@@ -82,6 +96,8 @@ def export_encoder(
             the model's `text_preprocessor`.
         pixel_scale: float > 0, the factor of `embed_image_uint8`. Defaults to
             `1 / 255`.
+        merge_lora: bool, export LoRA adapters merged into the kernels (see
+            above). Defaults to `True`.
 
     Example:
 
@@ -98,11 +114,14 @@ def export_encoder(
     """
     check_choice("modality", modality, MODALITIES)
     check_positive("pixel_scale", pixel_scale)
+    check_bool("merge_lora", merge_lora)
     towers = []
     if modality in ("image", "dual"):
-        towers.append(image_tower(model_or_encoder, image_size, input_signature, normalize))
+        towers.append(
+            image_tower(model_or_encoder, image_size, input_signature, normalize, merge_lora)
+        )
     if modality in ("text", "dual"):
-        towers.append(text_tower(model_or_encoder, text_preprocessor, normalize))
+        towers.append(text_tower(model_or_encoder, text_preprocessor, normalize, merge_lora))
     root = reusable_module(towers[0], towers)
     signatures = {}
     for tower in towers:

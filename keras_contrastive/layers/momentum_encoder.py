@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_contrastive.lora import _layers as lora_layers
+from keras_contrastive.lora.merge_lora import merge_lora
 from keras_contrastive.ops._validation import check_bool, check_number
 
 
@@ -85,8 +87,34 @@ def _output_shape(tower, input_shape):
         return None
 
 
+def _without_lora(tower):
+    """Folds the LoRA adapters of a built `tower`, if any, into its kernels (`merge_lora`)."""
+    if tower.built and lora_layers.adapted(tower):
+        merge_lora(tower)
+
+
+def _effective_weights(tower):
+    """`(path, value)` of `tower.weights` as a plain copy holds them: LoRA kernels merged.
+
+    A layer adapted by `kc.lora.enable_lora` computes with `W + (alpha / rank) A B`
+    and holds `W`, `A` and `B` as variables; its copy holds the sum, in float32,
+    as its kernel, and no factors. The moving average then follows the weights the
+    source computes with: averaging `A` and `B` apart would not (the product of
+    the averages is not the average of the products).
+    """
+    merged, factors = {}, set()
+    for _, layer in lora_layers.adapted(tower):
+        factors.update(id(factor) for factor in lora_layers.factors(layer))
+        merged[id(lora_layers.base_weight(layer))] = lora_layers.merged_weight(layer)
+    return [(w.path, merged.get(id(w), w)) for w in tower.weights if id(w) not in factors]
+
+
 def _frozen_copy(tower, input_shape, index):
-    """A non-trainable copy of the built `tower`: same config and weights, `key_<name>`."""
+    """A non-trainable copy of the built `tower`: same config and weights, `key_<name>`.
+
+    The copy of a tower with LoRA adapters is a plain one, whose kernels hold the
+    tower's merged ones (see `_effective_weights`).
+    """
     config = keras.saving.serialize_keras_object(tower)
     config["config"]["name"] = f"key_{tower.name}"
     copy = keras.saving.deserialize_keras_object(config)
@@ -99,7 +127,8 @@ def _frozen_copy(tower, input_shape, index):
                 "layer built with `build(input_shape)`) before it."
             )
         copy.build(input_shape)
-    copy.set_weights(tower.get_weights())
+    _without_lora(copy)  # a LoRA tower's config rebuilds its adapters: fold them
+    copy.set_weights([ops.convert_to_numpy(value) for _, value in _effective_weights(tower)])
     return copy
 
 
@@ -122,6 +151,14 @@ class MomentumEncoder(keras.layers.Layer):
     `batch_statistics` for the batch's own) and stops the gradient of the
     output.
 
+    Sources fine-tuned with `kc.lora.enable_lora` are followed by the weights
+    they compute with: a tower holds each adapted kernel merged,
+    `W + (alpha / rank) · A · B`, and no factors (a copy is made so, towers
+    given with adapters are merged), and `update` averages it towards the
+    source's merged kernel, so the towers are the moving average of the
+    source's effective weights whatever `A` and `B` do. They have the same
+    weights with or without LoRA on the source, before or after it is enabled.
+
     Build one with `MomentumEncoder.copy_of(towers)` from the built source
     towers. Under a `tf.distribute` strategy each replica holds its own copy of
     the weights (aggregation `"none"`): `update` in the replica context reads
@@ -131,7 +168,8 @@ class MomentumEncoder(keras.layers.Layer):
     Args:
         towers: a `keras.layers.Layer` or a list of layers applied in order
             (e.g. an encoder and a projection head). They become this layer's
-            own towers, made non-trainable, and are serialized with it.
+            own towers, made non-trainable (LoRA adapters merged into their
+            kernels), and are serialized with it.
         momentum: float in `[0, 1)`, the weight `m` of the current value in the
             moving average; `0` copies the sources. Defaults to `0.999`
             (MoCo; BYOL starts at `0.996`).
@@ -169,6 +207,7 @@ class MomentumEncoder(keras.layers.Layer):
         self.momentum = _check_momentum(momentum)
         self.batch_statistics = check_bool("batch_statistics", batch_statistics)
         for tower in self.towers:
+            _without_lora(tower)
             _freeze(tower)
         if all(tower.built for tower in self.towers):
             self.built = True
@@ -242,7 +281,9 @@ class MomentumEncoder(keras.layers.Layer):
         Call it after the optimizer step, in eager mode, in a `tf.function`
         or in a replica context. The weights pair up in order, non-trainable
         ones (BatchNormalization's moving statistics) included; integer
-        weights (counters, seeds) are left as they are.
+        weights (counters, seeds) are left as they are. A source layer with
+        LoRA pairs its merged kernel `W + (alpha / rank) · A · B` (float32)
+        with the tower's kernel, and its factors with nothing.
 
         Args:
             sources: a layer or a list of layers, one per tower with the same
@@ -280,22 +321,22 @@ class MomentumEncoder(keras.layers.Layer):
             )
         pairs = []
         for index, (tower, source) in enumerate(zip(self.towers, sources, strict=True)):
-            weights, source_weights = tower.weights, source.weights
+            weights, source_weights = tower.weights, _effective_weights(source)
             if len(weights) != len(source_weights):
                 raise ValueError(
                     f"`sources[{index}]` (`{source.name}`) must have the weights of tower "
                     f"{index} (`{tower.name}`): {len(weights)} weights. Received "
                     f"{len(source_weights)} weights."
                 )
-            for weight, source_weight in zip(weights, source_weights, strict=True):
+            for weight, (path, source_weight) in zip(weights, source_weights, strict=True):
                 if tuple(weight.shape) != tuple(source_weight.shape):
                     raise ValueError(
                         f"`sources[{index}]` (`{source.name}`) must have the weight shapes "
-                        f"of tower {index} (`{tower.name}`). Received {source_weight.path} "
+                        f"of tower {index} (`{tower.name}`). Received {path} "
                         f"of shape {tuple(source_weight.shape)} for {weight.path} of shape "
                         f"{tuple(weight.shape)}."
                     )
-            pairs += zip(weights, source_weights, strict=True)
+                pairs.append((weight, source_weight))
         return pairs
 
     def get_config(self):

@@ -6,6 +6,7 @@ import keras
 
 from keras_contrastive import methods
 from keras_contrastive.layers import LogitScale, MultiView
+from keras_contrastive.lora.enable_lora import apply_lora_spec, lora_spec
 from keras_contrastive.losses import contract_of
 from keras_contrastive.methods.dual_encoder import text_is_strings
 from keras_contrastive.models._trainer import ContrastiveTrainer
@@ -54,6 +55,12 @@ class ContrastiveModel(ContrastiveTrainer):
     In the dual mode `embed_image` and `embed_text` return the joint
     embeddings (after the heads, which define the shared space).
 
+    Towers fine-tuned with `kc.lora.enable_lora` reload ready to train: the
+    config records each tower's `kc.lora.lora_spec`, and `from_config`
+    enables LoRA from it on the rebuilt towers before Keras loads the
+    weights (the merged kernels), so `keras.saving.load_model` gives the
+    same outputs, alpha and frozen variables, and adapters that train.
+
     Under `tf.distribute.MirroredStrategy` the losses score each replica's
     rows against the embeddings of all replicas (see
     `keras_contrastive.distribute`), the metrics are those of the global
@@ -70,7 +77,8 @@ class ContrastiveModel(ContrastiveTrainer):
         image_encoder, text_encoder: the two towers of the dual mode.
         image_head, text_head: optional projections into the shared space.
         text_preprocessor: optional `kc.layers.TextPreprocessor` turning
-            `tf.string` text into the text encoder's inputs.
+            `tf.string` text into the text encoder's inputs; `None` for a text
+            encoder that takes strings itself (`kc.encoders.from_keras_hub`).
         logit_scale: dual mode: `None` (the loss's fixed temperature),
             `"learnable"` (CLIP: initial temperature 0.07, scale clamped at
             100), a `kc.layers.LogitScale`, or a `kc.layers.SigmoidLogitScale`
@@ -223,7 +231,7 @@ class ContrastiveModel(ContrastiveTrainer):
 
     def embed_text(self, texts, training=False):
         """Dual mode: `tf.string` texts (or token inputs) -> joint embeddings `(B, D)`."""
-        if text_is_strings(texts):
+        if text_is_strings(texts) and not takes_strings(self.text_encoder):
             if self.text_preprocessor is None:
                 raise ValueError(
                     "Texts are tf.string but the model has no `text_preprocessor` to "
@@ -251,15 +259,33 @@ class ContrastiveModel(ContrastiveTrainer):
                 "gradient_cache_chunks": self.gradient_cache_chunks,
             }
         )
+        towers = {name: getattr(self, name) for name in _BUILT}
+        lora = {name: lora_spec(tower) for name, tower in towers.items() if tower is not None}
+        lora = {name: spec for name, spec in lora.items() if spec is not None}
+        if lora:
+            config["lora"] = lora  # read from the towers' layers: `kc.lora.lora_spec`
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        lora = config.pop("lora", None) or {}
         for name in (*_TOWERS, "method"):
             if config.get(name) is not None:
                 config[name] = keras.saving.deserialize_keras_object(config[name])
-        return cls(**config)
+        model = cls(**config)
+        # Keras rebuilds the layers of `MultiHeadAttention` without LoRA and saves no
+        # `trainable` flag of a variable; enabling LoRA from the spec again, before
+        # the weights load, restores both (and alpha) and keeps the adapters trainable.
+        for name, spec in lora.items():
+            apply_lora_spec(getattr(model, name), spec, source=f"config of `{name}`")
+        return model
+
+
+def takes_strings(encoder):
+    """Whether `encoder` takes raw `tf.string` texts (it tokenizes them itself)."""
+    inputs = getattr(encoder, "inputs", None)
+    return bool(inputs) and len(inputs) == 1 and inputs[0].dtype == "string"
 
 
 def _moco(method, momentum, queue_size, dual):

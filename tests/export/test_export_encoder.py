@@ -201,7 +201,7 @@ def readme_loader():
 
 def test_keras_3_readme_pattern_fine_tunes(exported, consumer):
     code = (
-        readme_loader().split("\ninputs = ")[0]
+        readme_loader().split("\nencoder_path = ")[0]  # the class, without the demo part
         + FIT
         + """
 encoder = SavedModelEncoder(os.path.join(os.environ["EXPORT_DIR"], "image"))
