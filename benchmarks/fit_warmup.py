@@ -27,14 +27,9 @@ import subprocess
 import sys
 import time
 
+from _cpu import cpu
+
 SIDES = ("fit", "fit x10", "floor")
-
-
-def cpu():
-    """`model name` and whether AVX-512 is in the flags, from /proc/cpuinfo."""
-    text = open("/proc/cpuinfo").read()
-    name = next(line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line)
-    return f"{name}, {os.cpu_count()} CPUs, {'AVX-512' if ' avx512f' in text else 'AVX2 only'}"
 
 
 def worker(side, steps):

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-# The packages of the extras (`examples`, `cv`, `tfds`, `hub`, `test`) and other optional ones.
+# The packages of the extras (`examples`, `cv`, `tfds`, `hub`, `index`, `test`) and other optional ones.
 OPTIONAL = ("sklearn", "tensorflow_datasets", "keras_cv", "keras_hub", "faiss", "matplotlib")
 # The examples that answer `--help` before importing TensorFlow (every example should).
 HELP_SCRIPTS = (

@@ -1,5 +1,8 @@
 """Evaluation of representations: linear probe, kNN, zero-shot, retrieval, search, plots.
 
+`EmbeddingIndex` searches exactly, or approximately with faiss (`method="hnsw"`
+or `"ivf"`, the optional extra `index`).
+
 Every tool works on any encoder (a callable `keras.Model`) or on arrays of
 embeddings. Accuracies are returned as dicts of floats in `[0, 1]`
 (`{"top1": ..., "top5": ...}`). The plotting functions live in

@@ -39,8 +39,12 @@ def export_index(
       `query_encoder` (a dual-encoder `kc.ContrastiveModel`).
     The query embedding is normalized when the index uses cosine similarity.
 
+    Only an exact index (`method="exact"`, the default) can be exported: the
+    approximate ones search with faiss, which cannot run inside a TensorFlow
+    graph. Save those with `index.save` and search them in Python.
+
     Args:
-        index: a `kc.evaluation.EmbeddingIndex` with at least `k` rows.
+        index: an exact `kc.evaluation.EmbeddingIndex` with at least `k` rows.
         path: directory to write the SavedModel to; an existing export there
             is replaced atomically, as `export_encoder` does.
         query_encoder: a `kc.ContrastiveModel` or encoder for `"image"` /
@@ -58,6 +62,14 @@ def export_index(
     >>> search(queries=tf.constant([[0.0, 1.0, 0.1, 0.0]]))["ids"]  # [[b"b", b"c"]]
     """
     check_choice("modality", modality, QUERY_MODALITIES)
+    if index.method != "exact":
+        raise ValueError(
+            "`export_index` serves exact search only: an index with "
+            f"method={index.method!r} searches with faiss, which cannot run inside a "
+            "SavedModel. Export an exact index of the same corpus "
+            "(`EmbeddingIndex(similarity)` and `add` the embeddings), or keep the "
+            "approximate one in Python with `index.save(path)` / `EmbeddingIndex.load(path)`."
+        )
     if (query_encoder is None) != (modality == "embedding"):
         raise ValueError(
             "Pass a `query_encoder` exactly when queries are images or text: "
