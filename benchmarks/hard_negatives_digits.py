@@ -1,6 +1,6 @@
 """SimCLR on digits with hard negatives: NT-Xent, debiased, hardness-weighted and decoupled.
 
-Runs `examples/simclr_digits.py` (the demo's settings) once per variant and
+Runs `examples/simclr_digits.py` (the recipe of `ssl_methods_digits.RECIPE`) once per variant and
 seed, each in a fresh process, one after the other; keeps each run's output in
 `--log-dir` (complete runs are not repeated) and prints a Markdown table of
 the mean and sample standard deviation over seeds, as
@@ -15,7 +15,7 @@ About 25 minutes on 2 cores (`benchmarks/RESULTS.md`).
 import argparse
 import os
 
-from ssl_methods_digits import HEADERS, METRICS, mean_std, parse, run_logged
+from ssl_methods_digits import HEADERS, METRICS, RECIPE, mean_std, parse, run_logged
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "..", "examples", "simclr_digits.py")
@@ -32,7 +32,7 @@ VARIANTS = {
 def run(name, flags, seed, log_dir):
     """The output of one run of the demo, from its log if that run is complete."""
     slug = "".join(c if c.isalnum() else "_" for c in name)
-    command = [EXAMPLE, *flags, "--seed", str(seed)]
+    command = [EXAMPLE, *RECIPE, *flags, "--seed", str(seed)]
     return run_logged(command, os.path.join(log_dir, f"{slug}.{seed}"))
 
 

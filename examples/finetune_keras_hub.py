@@ -45,9 +45,10 @@ import argparse
 import os
 import time
 
-# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
-# Set before TensorFlow is imported, which is below the argument parsing.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ logs off (3: info, warnings and errors; Python errors still raise),
+# unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`). Set before TensorFlow is imported, which is
+# below the argument parsing (by `_quiet_tensorflow`, which applies it to the start-up logs).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def parse_args(argv=None):
@@ -88,6 +89,7 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # `--help` and bad flags are answered now, before the slow imports below
 
+import _quiet_tensorflow  # noqa: E402, F401  (TensorFlow, its start-up logs filtered too)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -39,9 +39,10 @@ import subprocess
 import sys
 import time
 
-# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
-# Set before TensorFlow is imported, which is below the argument parsing.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ logs off (3: info, warnings and errors; Python errors still raise),
+# unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`). Set before TensorFlow is imported, which is
+# below the argument parsing (by `_quiet_tensorflow`, which applies it to the start-up logs).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def cluster_parser():
@@ -70,6 +71,7 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     cluster_parser().parse_known_args()  # `--help` is answered now, before the slow imports
 
+import _quiet_tensorflow  # noqa: E402, F401  (TensorFlow, its start-up logs filtered too)
 import keras  # noqa: E402
 import simclr_digits  # noqa: E402  (the main demo, beside this script)
 import tensorflow as tf  # noqa: E402

@@ -4,7 +4,8 @@
 images of `kc.datasets.digits()`, the same `small_cnn` encoder, augmentation,
 Adam optimizer, batch size and number of epochs, and the same evaluation (linear
 probes with 1, 3 and 10 labels per class, kNN with every label, beside raw
-pixels). Only the projection head, the `kc.methods` method and the loss change:
+pixels, then MAP@R and R-precision of the test images searched among the training
+images). Only the projection head, the `kc.methods` method and the loss change:
 
 - `simclr`: `TwoView` and NT-Xent (Chen et al. 2020), the demo itself;
 - `moco`: `MoCo` (momentum keys and a queue of past keys) and InfoNCE, τ = 0.2
@@ -40,9 +41,10 @@ import argparse
 import math
 import os
 
-# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
-# Set before TensorFlow is imported, which is below the argument parsing.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ logs off (3: info, warnings and errors; Python errors still raise),
+# unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`). Set before TensorFlow is imported, which is
+# below the argument parsing (by `_quiet_tensorflow`, which applies it to the start-up logs).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # The column title of each method in the table, in the order of `--method`'s choices.
 TITLES = {
@@ -92,6 +94,7 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     method_parser().parse_known_args()  # answers `--help` and a bad `--method` before the imports
 
+import _quiet_tensorflow  # noqa: E402, F401  (TensorFlow, its start-up logs filtered too)
 import keras  # noqa: E402
 import simclr_digits  # noqa: E402  (the main demo, beside this script: data, evaluation)
 
@@ -236,6 +239,9 @@ def main(argv=None):
             f"(per-dimension std of the L2-normalized training projections; "
             f"1/sqrt({dim}) = {dim**-0.5:.3f} when spread, 0 when collapsed)"
         )
+    raw_retrieval = simclr_digits.retrieval(None, flatten(*train), flatten(*test))
+    retrieval = simclr_digits.retrieval(model.encoder, train, test)
+    simclr_digits.print_retrieval(raw_retrieval, retrieval, title)
 
     embeddings = model.encoder.predict(x_test, verbose=0)
     kc.evaluation.plot_embeddings(

@@ -11,7 +11,9 @@ usual way of using labels, with the same encoder and the same budget:
    image), a softmax layer on top, the same epochs and batches.
 3. Both encoders (the projection head and the softmax layer are dropped) and
    raw pixels, evaluated on the test split with a kNN classifier (k = 20,
-   cosine), 1-NN and a linear probe with every training label, as a table.
+   cosine), 1-NN and a linear probe with every training label, and by
+   retrieval of the test images among the training images (R-precision and
+   MAP@R, Musgrave et al. 2020, `kc.evaluation.retrieval_metrics`), as a table.
 4. Pictures in `--output-dir`: the test embeddings of both encoders (PCA and
    t-SNE).
 
@@ -25,9 +27,10 @@ import functools
 import os
 import time
 
-# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
-# Set before TensorFlow is imported, which is below the argument parsing.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ logs off (3: info, warnings and errors; Python errors still raise),
+# unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`). Set before TensorFlow is imported, which is
+# below the argument parsing (by `_quiet_tensorflow`, which applies it to the start-up logs).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def parse_args(argv=None):
@@ -65,6 +68,7 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # `--help` and bad flags are answered now, before the slow imports below
 
+import _quiet_tensorflow  # noqa: E402, F401  (TensorFlow, its start-up logs filtered too)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -138,7 +142,7 @@ def train_cross_entropy(args, train, input_shape, num_classes):
 
 
 def evaluate(features, train, test, smoke):
-    """kNN (k=20), 1-NN and linear-probe top-1 on `features(x)`, as percentages."""
+    """kNN (k=20), 1-NN, linear-probe top-1, R-precision and MAP@R of `features(x)`, in %."""
     (x_train, y_train), (x_test, y_test) = train, test
     f_train, f_test = features(x_train), features(x_test)
     row = {}
@@ -149,6 +153,9 @@ def evaluate(features, train, test, smoke):
         None, (f_train, y_train), (f_test, y_test), steps=20 if smoke else 500
     )
     row["linear_all_labels"] = 100 * probe["top1"]
+    # Retrieval of the test images among the training images (Musgrave et al. 2020).
+    searched = kc.evaluation.retrieval_metrics(f_test, y_test, f_train, y_train)
+    row.update({name: 100 * searched[name] for name in ("r_precision", "map_at_r")})
     return row
 
 
@@ -178,7 +185,7 @@ def main(argv=None):
         rows[name] = evaluate(
             functools.partial(encoder.predict, verbose=0), train, test, args.smoke
         )
-    print(f"\n{'top-1 test accuracy (%)':<24}" + "".join(f"{name:>15}" for name in rows))
+    print(f"\n{'test split (%)':<24}" + "".join(f"{name:>15}" for name in rows))
     for metric in rows["SupCon"]:
         print(f"{metric:<24}" + "".join(f"{row[metric]:>15.1f}" for row in rows.values()))
 

@@ -12,7 +12,9 @@ split):
 2. Retrieval: each test image is a query, the gallery is the *training*
    split, ranked by cosine similarity (`kc.evaluation.EmbeddingIndex`).
    Precision@1 (is the best match the query's digit) and precision@5 (the
-   fraction of the top 5 that are), beside the same search on raw pixels.
+   fraction of the top 5 that are); R-precision and MAP@R over the top R,
+   R = the training images of the query's digit (Musgrave et al. 2020,
+   `kc.evaluation.retrieval_metrics`); beside the same search on raw pixels.
 3. A retrieval grid in `--output-dir`: one test query per digit and its top
    matches, framed green (same digit) or red.
 
@@ -24,9 +26,10 @@ import argparse
 import os
 import time
 
-# TensorFlow's C++ info and warning logs off, unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`).
-# Set before TensorFlow is imported, which is below the argument parsing.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ logs off (3: info, warnings and errors; Python errors still raise),
+# unless asked for (`TF_CPP_MIN_LOG_LEVEL=0`). Set before TensorFlow is imported, which is
+# below the argument parsing (by `_quiet_tensorflow`, which applies it to the start-up logs).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 TOP_K = 5
 
@@ -63,6 +66,7 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     parse_args()  # `--help` and bad flags are answered now, before the slow imports below
 
+import _quiet_tensorflow  # noqa: E402, F401  (TensorFlow, its start-up logs filtered too)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -101,11 +105,11 @@ def build_model(args, input_shape):
     return model
 
 
-def retrieve(embed, gallery, queries):
-    """`(ids, scores)` of the `TOP_K` gallery images most similar to each query."""
+def retrieve(gallery, queries):
+    """`(ids, scores)` of the `TOP_K` gallery embeddings most similar to each query."""
     index = kc.evaluation.EmbeddingIndex(similarity="cosine")
-    index.add(embed(gallery))
-    return index.search(embed(queries), k=TOP_K)
+    index.add(gallery)
+    return index.search(queries, k=TOP_K)
 
 
 def precision(matches):
@@ -148,11 +152,18 @@ def main(argv=None):
         "raw pixels": lambda x: x.reshape(len(x), -1),
         "triplet": lambda x: model.predict(x, verbose=0),
     }
-    searches = {}
+    searches, rows = {}, {}
     for name, embed in embedders.items():
-        ids, scores = retrieve(embed, x_train, x_test)
+        gallery, queries = embed(x_train), embed(x_test)
+        ids, scores = retrieve(gallery, queries)
         searches[name] = ids, scores, y_train[ids] == y_test[:, None]
-    rows = {name: precision(matches) for name, (_, _, matches) in searches.items()}
+        # The top R, R = the gallery images of the query's digit (Musgrave et al. 2020).
+        top_r = kc.evaluation.retrieval_metrics(queries, y_test, gallery, y_train)
+        rows[name] = {
+            **precision(searches[name][2]),
+            "R-precision": 100 * top_r["r_precision"],
+            "MAP@R": 100 * top_r["map_at_r"],
+        }
     print(f"\n{'retrieval on the test split (%)':<34}" + "".join(f"{n:>12}" for n in rows))
     for metric in rows["triplet"]:
         print(f"{metric:<34}" + "".join(f"{row[metric]:>12.1f}" for row in rows.values()))
@@ -160,7 +171,9 @@ def main(argv=None):
     path = os.path.join(args.output_dir, "retrieval.png")
     plot_grid(x_train, x_test, y_test, *searches["triplet"], path)
     print(f"wrote retrieval.png to {args.output_dir}")
-    print("metrics: " + " ".join(f"{k}={v:.1f}" for k, v in rows["triplet"].items()))
+    names = {"R-precision": "r_precision", "MAP@R": "map_at_r"}
+    metrics = {names.get(k, k): v for k, v in rows["triplet"].items()}
+    print("metrics: " + " ".join(f"{k}={v:.1f}" for k, v in metrics.items()))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-# The packages of the extras (`examples`, `cv`, `tfds`, `hub`, `index`, `test`) and other optional ones.
+# The packages of the extras (`examples`, `cv`, `tfds`, `hub`, `index`, `test`) and other
+# optional ones.
 OPTIONAL = ("sklearn", "tensorflow_datasets", "keras_cv", "keras_hub", "faiss", "matplotlib")
 # The examples that answer `--help` before importing TensorFlow (every example should).
 HELP_SCRIPTS = (
@@ -109,7 +110,7 @@ heavy = sorted(name for name in ("tensorflow", "keras", "keras_contrastive") if 
 assert not heavy, f"--help imported {{heavy}}"
 import os
 
-assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"  # the script's default
+assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # the script's default
 """
     result = run_python(code, timeout=60, TF_CPP_MIN_LOG_LEVEL=None)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -121,14 +122,15 @@ def test_examples_leave_tensorflow_logging_to_the_user():
     """`TF_CPP_MIN_LOG_LEVEL` is only a default, set before TensorFlow is imported."""
     for script in HELP_SCRIPTS:
         source = (EXAMPLES / script).read_text()
-        line = 'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")'
+        line = 'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")'
         assert line in source, script
         first_heavy = min(
             source.find(f"\n{statement}")
             for statement in ("import keras", "import tensorflow", "import simclr_digits")
             if f"\n{statement}" in source
         )
-        assert source.index(line) < first_heavy, script
+        # `_quiet_tensorflow` imports TensorFlow, so it comes before any other heavy import.
+        assert source.index(line) < source.index("\nimport _quiet_tensorflow") < first_heavy, script
 
 
 def test_the_library_sets_no_tensorflow_logging():
@@ -136,3 +138,22 @@ def test_the_library_sets_no_tensorflow_logging():
         source = path.read_text()
         assert "TF_CPP_MIN_LOG_LEVEL" not in source, path
         assert "get_logger().setLevel" not in source, path
+
+
+def test_quiet_tensorflow_applies_the_level_to_start_up_lines():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import _quiet_tensorflow as quiet  # TensorFlow is imported already: a no-op import
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    absl = "I0000 00:00:1796287923.257275   24810 cudart_stub.cc:31] Could not find cuda drivers\n"
+    cuinit = "E0000 00:00:1796287928.942301   24810 cuda_platform.cc:52] failed call to cuInit\n"
+    dated = "2025-09-17 14:44:05.157831: W external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] x\n"
+    preamble = f"{quiet.PREAMBLE} are written to STDERR\n"
+    other = "UserWarning: something Python said\n"
+    lines = (absl, cuinit, dated, preamble, other)
+    kept = {level: [line for line in lines if quiet.shown(line, level)] for level in range(4)}
+    assert kept[0] == list(lines)
+    assert kept[1] == [cuinit, dated, other]
+    assert kept[2] == [cuinit, other]
+    assert kept[3] == [other]

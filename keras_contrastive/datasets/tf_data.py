@@ -38,7 +38,12 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
 
     Returns:
         A `tf.data.Dataset` of `x` batches (`(x,)` for a tuple `x`), or of
-        `(x, y)` batches.
+        `(x, y)` batches, with tf.data's autotuning off: arrays in memory
+        have no map or file reads to tune, and in TensorFlow 2.21 deleting a
+        young iterator of an autotuned pipeline waits for the autotuner's
+        next wake-up (at 0.63, 1.27, 2.55, 5.11 s, ... of its life). `fit`
+        makes a new iterator every epoch, so on short epochs that wait cost
+        20-25% of the SimCLR demo's pre-training (`benchmarks/RESULTS.md`).
 
     Example:
 
@@ -56,4 +61,7 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
                 f"Received: {size} rows in x and len(y)={len(y)}"
             )
         dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    return batch_and_prefetch(dataset, size, batch_size, shuffle, seed, drop_remainder)
+    dataset = batch_and_prefetch(dataset, size, batch_size, shuffle, seed, drop_remainder)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)

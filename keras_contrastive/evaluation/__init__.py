@@ -19,4 +19,5 @@ from keras_contrastive.evaluation.plots import (
     plot_similarity_matrix,
 )
 from keras_contrastive.evaluation.retrieval import retrieval_recall
+from keras_contrastive.evaluation.retrieval_metrics import retrieval_metrics
 from keras_contrastive.evaluation.zero_shot_classifier import ZeroShotClassifier

@@ -1,6 +1,5 @@
 """Linear evaluation of a frozen encoder."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -8,26 +7,52 @@ from keras_contrastive.evaluation._data import check_k, embed_labeled, top_k_acc
 from keras_contrastive.ops._validation import check_non_negative, check_positive
 
 
-def _fit_linear_classifier(features, labels, num_classes, steps, learning_rate, l2):
-    """A zero-initialized, L2-regularized softmax classifier, full-batch Adam."""
-    classifier = keras.Sequential(
-        [
-            keras.Input((features.shape[1],)),
-            keras.layers.Dense(
-                num_classes,
-                kernel_initializer="zeros",
-                kernel_regularizer=keras.regularizers.L2(l2),
-            ),
-        ]
+@tf.function(reduce_retracing=True)
+def _train_softmax(features, labels, num_classes, steps, learning_rate, l2):
+    """Full-batch Adam on `T` zero-initialized, L2-penalized softmax classifiers at once.
+
+    `features` is `(T, n, D)`, `labels` `(T, n)`: trial `t` trains its own
+    `(D, C)` kernel and `(C,)` bias on its own rows, with the loss and update
+    of `keras.optimizers.Adam` on the mean cross-entropy plus `l2 · Σw²` (the
+    kernel only), as a Keras `Dense` layer with an `L2` regularizer would; all
+    trials run in one traced loop instead of one Keras model (and one trace)
+    each. Returns the `(T, D, C)` kernels and `(T, C)` biases.
+    """
+    trials, dim = tf.shape(features)[0], tf.shape(features)[2]
+    one_hot = tf.one_hot(labels, num_classes)
+    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7  # Keras' Adam defaults
+
+    def loss_fn(kernel, bias):
+        logits = tf.einsum("tnd,tdc->tnc", features, kernel) + bias[:, None, :]
+        cross_entropy = tf.nn.softmax_cross_entropy_with_logits(one_hot, logits)
+        # Trials are independent: the sum of their losses has each trial's gradient.
+        return tf.reduce_sum(tf.reduce_mean(cross_entropy, axis=1)) + l2 * tf.reduce_sum(
+            tf.square(kernel)
+        )
+
+    def step(t, params, moments):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            loss = loss_fn(*params)
+        grads = tape.gradient(loss, params)
+        t = t + 1.0
+        alpha = learning_rate * tf.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        new_params, new_moments = [], []
+        for param, grad, (m, v) in zip(params, grads, moments, strict=True):
+            m = m + (grad - m) * (1 - beta_1)
+            v = v + (tf.square(grad) - v) * (1 - beta_2)
+            new_params.append(param - alpha * m / (tf.sqrt(v) + epsilon))
+            new_moments.append((m, v))
+        return t, new_params, new_moments
+
+    params = [tf.zeros([trials, dim, num_classes]), tf.zeros([trials, num_classes])]
+    moments = [(tf.zeros_like(p), tf.zeros_like(p)) for p in params]
+    _, params, _ = tf.while_loop(
+        lambda t, *_: t < tf.cast(steps, tf.float32),
+        step,
+        (tf.constant(0.0), params, moments),
     )
-    classifier.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        steps_per_execution=steps,
-    )
-    batches = tf.data.Dataset.from_tensors((features, labels)).repeat(steps)
-    classifier.fit(batches, epochs=1, shuffle=False, verbose=0)
-    return classifier
+    return params
 
 
 def _sample_per_class(labels, labels_per_class, seed):
@@ -119,21 +144,32 @@ def linear_probe(
     num_classes = int(max(train_y.max(), test_y.max())) + 1
 
     def evaluate(rows):
-        classifier = _fit_linear_classifier(
-            train_x[rows], train_y[rows], num_classes, int(steps), learning_rate, l2
+        """Top-k test accuracies of the classifiers trained on `rows` (`(T, n)` indices)."""
+        kernels, biases = _train_softmax(
+            tf.constant(train_x[rows]),
+            tf.constant(train_y[rows]),
+            num_classes,
+            tf.constant(int(steps)),
+            float(learning_rate),
+            float(l2),
         )
-        return top_k_accuracy(classifier.predict(test_x, batch_size=4096, verbose=0), test_y)
+        scores = np.einsum("nd,tdc->tnc", test_x, kernels.numpy()) + biases.numpy()[:, None]
+        return [top_k_accuracy(trial_scores, test_y) for trial_scores in scores]
 
     if labels_per_class is None:
-        return evaluate(slice(None))
+        return evaluate(np.arange(len(train_y))[None])[0]
     labels_per_class = check_k(
         "labels_per_class", labels_per_class, len(train_y), "training examples"
     )
     check_k("num_trials", num_trials, np.inf, "trials")
-    trials = [
-        evaluate(_sample_per_class(train_y, labels_per_class, seed + trial))
-        for trial in range(num_trials)
-    ]
+    trials = evaluate(
+        np.stack(
+            [
+                _sample_per_class(train_y, labels_per_class, seed + trial)
+                for trial in range(num_trials)
+            ]
+        )
+    )
     results = {}
     for key in ("top1", "top5"):
         values = [trial[key] for trial in trials]

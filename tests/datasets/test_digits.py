@@ -90,6 +90,13 @@ def test_to_dataset_shuffles_each_epoch_and_drops_remainder(data):
     assert all(row.tobytes() in originals for row in epoch_1)
 
 
+def test_to_dataset_turns_autotuning_off(data):
+    """Arrays in memory have nothing to tune; an autotuned iterator's deletion can wait."""
+    dataset = to_dataset(*data.test, batch_size=64, shuffle=True)
+    assert dataset.options().autotune.enabled is False
+    assert dataset.repeat().options().autotune.enabled is False  # kept downstream
+
+
 def test_to_dataset_of_a_dict():
     x = {"a": np.arange(5), "b": np.arange(5) * 2}
     (batch,) = to_dataset(x, batch_size=8).as_numpy_iterator()

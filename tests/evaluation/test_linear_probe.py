@@ -63,6 +63,46 @@ def test_few_labels_mode(digits):
     assert again == got
 
 
+def test_trials_trained_together_equal_trials_trained_alone(digits):
+    """All trials run in one batched loop; each must be the classifier it would be alone."""
+    train, test = digits
+    together = linear_probe(None, train, test, labels_per_class=2, num_trials=3, seed=4, steps=40)
+    alone = [
+        linear_probe(None, train, test, labels_per_class=2, num_trials=1, seed=4 + t, steps=40)
+        for t in range(3)
+    ]
+    for key in ("top1", "top5"):
+        values = [trial[key] for trial in alone]
+        assert together[key] == pytest.approx(np.mean(values), abs=1e-9)
+        assert together[f"{key}_std"] == pytest.approx(np.std(values), abs=1e-9)
+
+
+def test_matches_keras_adam_on_a_dense_layer(digits):
+    """The batched trainer takes Keras' Adam steps on a zero-initialized L2-penalized Dense."""
+    (x, y), _ = digits
+    x = (x[:100] - x[:100].mean(0)) / (x[:100].std(0) + 1e-6)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(
+                10, kernel_initializer="zeros", kernel_regularizer=keras.regularizers.L2(1e-3)
+            ),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y[:100], batch_size=100, epochs=25, shuffle=False, verbose=0)
+    from keras_contrastive.evaluation.linear_probe import _train_softmax
+
+    kernels, biases = _train_softmax(
+        tf.constant(x[None]), tf.constant(y[None, :100]), 10, tf.constant(25), 0.01, 1e-3
+    )
+    np.testing.assert_allclose(kernels[0], model.layers[0].kernel, rtol=1e-4, atol=5e-5)
+    np.testing.assert_allclose(biases[0], model.layers[0].bias, rtol=1e-4, atol=5e-5)
+
+
 def test_bad_input_names_the_argument(digits):
     train, test = digits
     with pytest.raises(ValueError, match="`train_data`"):

@@ -4,6 +4,7 @@ import ast
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -15,17 +16,33 @@ import keras_contrastive as kc
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 # Run once per method below: `--method` is required.
 SSL_SCRIPT = "ssl_methods_digits.py"
-SCRIPTS = sorted(path.name for path in EXAMPLES.glob("*.py") if path.name != SSL_SCRIPT)
+# Every script but the SSL one (tested per method) and helper modules (`_quiet_tensorflow.py`).
+SCRIPTS = sorted(
+    path.name
+    for path in EXAMPLES.glob("*.py")
+    if path.name != SSL_SCRIPT and not path.name.startswith("_")
+)
 SSL_METHODS = ("simclr", "moco", "barlow_twins", "vicreg", "byol", "simsiam", "nnclr", "dino")
 NON_CONTRASTIVE = ("barlow_twins", "vicreg", "byol", "simsiam", "dino")
 # Scripts with a test of their own below (which runs `run_smoke` too).
 OWN_TESTS = {"simclr_digits.py", "multi_worker.py", "lora_digits.py"}
+# The start of a TensorFlow C++ log line, and absl's note before its logging starts.
+TF_LOG_LINE = r"^[IWEF]\d{4} |^\S+ \S+: [IWEF] |absl::InitializeLog"
 LORA_ACCURACIES = ("learned_knn", "learned_linear_1", "retained_knn", "retained_linear_1")
+# Scripts that report retrieval (`kc.evaluation.retrieval_metrics`): names in their `metrics:` line.
+RETRIEVAL_METRICS = {
+    "triplet_digits.py": ("r_precision", "map_at_r"),
+    "supcon_digits.py": ("supcon_r_precision", "supcon_map_at_r", "cross_entropy_map_at_r"),
+}
 
 
 def run_smoke(script, tmp_path, *flags):
-    """Runs `script --smoke` in a fresh process on the CPU; checks its metrics line and pictures."""
+    """Runs `script --smoke` in a fresh process on the CPU; checks its output and pictures.
+
+    `TF_CPP_MIN_LOG_LEVEL` is left unset, as a user's shell has it: the script's default applies.
+    """
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), "--smoke", "--output-dir", str(tmp_path), *flags],
         capture_output=True,
@@ -37,12 +54,20 @@ def run_smoke(script, tmp_path, *flags):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # Keras' warning for `fit(shuffle=True)` (its default) on a tf.data.Dataset.
     assert "`shuffle=True` was passed" not in result.stderr, result.stderr[-3000:]
+    # No TensorFlow C++ log lines (absl's `I0000 ...`, "failed call to cuInit", ...).
+    assert not re.search(TF_LOG_LINE, result.stderr, re.M), result.stderr[-3000:]
     metrics = [line for line in result.stdout.splitlines() if line.startswith("metrics: ")]
     assert len(metrics) == 1, result.stdout[-3000:]
     values = [float(item.split("=")[1]) for item in metrics[0].split()[1:]]
     assert values and all(0.0 <= value <= 100.0 for value in values)
     assert sorted(path.name for path in tmp_path.glob("*.png")), "no picture written"
     return result.stdout
+
+
+def metric_names(stdout):
+    """The names in the `metrics:` line of `stdout`."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith("metrics: ")]
+    return [item.split("=")[0] for item in line.split()[1:]]
 
 
 def test_every_example_is_collected():
@@ -63,7 +88,10 @@ def test_every_ssl_method_is_tested():
 
 @pytest.mark.parametrize("script", sorted(set(SCRIPTS) - OWN_TESTS))
 def test_example_runs_smoke(script, tmp_path):
-    run_smoke(script, tmp_path)
+    stdout = run_smoke(script, tmp_path)
+    assert set(RETRIEVAL_METRICS.get(script, ())) <= set(metric_names(stdout))
+    if script in RETRIEVAL_METRICS:
+        assert "MAP@R" in stdout or "\nmap_at_r " in stdout, stdout[-3000:]  # the table row
 
 
 def test_demo_keeps_its_encoder_and_says_how_to_reuse_it(tmp_path):
@@ -72,6 +100,7 @@ def test_demo_keeps_its_encoder_and_says_how_to_reuse_it(tmp_path):
     assert f"tf.saved_model.load({str(tmp_path / 'encoder')!r})" in stdout
     assert f"finetune_exported_encoder.py --encoder {tmp_path / 'encoder'}" in stdout
     assert "chance 1/511" in stdout and "every epoch" in stdout  # what the progress bar means
+    assert "MAP@R" in stdout and "map_at_r" in metric_names(stdout)
     pictures = sorted(path.name for path in tmp_path.glob("*.png"))
     assert pictures == ["embeddings.png", "few_labels.png", "training_curves.png"]
 
@@ -101,8 +130,8 @@ def test_clip_example_with_mined_negatives_runs_smoke(tmp_path):
 @pytest.mark.parametrize("method", SSL_METHODS)
 def test_ssl_method_runs_smoke(method, tmp_path):
     stdout = run_smoke(SSL_SCRIPT, tmp_path, "--method", method)
-    metric_names = stdout.splitlines()[-1].split()[1:]
-    assert [item.split("=")[0] for item in metric_names] == [
+    assert "MAP@R" in stdout and "R-precision" in stdout  # the retrieval line
+    assert metric_names(stdout) == [
         "linear_1_per_class",
         "linear_3_per_class",
         "linear_10_per_class",
