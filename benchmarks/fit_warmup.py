@@ -16,6 +16,7 @@ of TensorFlow's binary does not use AVX-512 anyway).
 
     python benchmarks/fit_warmup.py                 # 3 rounds, 100 steps
     python benchmarks/fit_warmup.py --isa avx2
+    python benchmarks/fit_warmup.py --isa avx2 --autotune off   # the input without autotuning
     python benchmarks/fit_warmup.py --quick         # 1 round, 30 steps
 """
 
@@ -32,7 +33,7 @@ from _cpu import cpu
 SIDES = ("fit", "fit x10", "floor")
 
 
-def worker(side, steps):
+def worker(side, steps, autotune):
     """Per-step seconds of `side` from its first step, and each `fit` call's other seconds."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _steps
@@ -41,6 +42,10 @@ def worker(side, steps):
     from _data import LEARNING_RATE, view_pairs
 
     data, times, overheads = view_pairs(256), [], []
+    if not autotune:
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        data = data.with_options(options)
     if side == "floor":
         net, head = _steps.towers()
         weights = net.trainable_weights + head.trainable_weights
@@ -80,11 +85,12 @@ def worker(side, steps):
     return {"steps": times, "overheads": overheads}
 
 
-def run(side, steps, isa):
+def run(side, steps, isa, autotune):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     if isa == "avx2":
         env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     command = [sys.executable, __file__, "--worker", side, "--steps", str(steps)]
+    command += ["--autotune", autotune]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -96,20 +102,26 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every side")
     parser.add_argument("--steps", type=int, default=100, help="steps per process (x10)")
     parser.add_argument("--isa", choices=("native", "avx2"), default="native", help="oneDNN ISA")
+    parser.add_argument(
+        "--autotune", choices=("on", "off"), default="on", help="tf.data autotuning of the input"
+    )
     parser.add_argument("--quick", action="store_true", help="1 round of 30 steps")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps)))
+        print(json.dumps(worker(args.worker, args.steps, args.autotune == "on")))
         return
     if args.quick:
         args.rounds, args.steps = 1, 30
     runs = {side: [] for side in SIDES}
     for _ in range(args.rounds):
         for side in SIDES:
-            runs[side].append(run(side, args.steps, args.isa))
+            runs[side].append(run(side, args.steps, args.isa, args.autotune))
     blocks = range(0, args.steps, 10)
-    print(f"CPU: {cpu()}; oneDNN ISA: {args.isa}; {args.rounds} rounds, fresh processes")
+    print(
+        f"CPU: {cpu()}; oneDNN ISA: {args.isa}; tf.data autotuning {args.autotune}; "
+        f"{args.rounds} rounds, fresh processes"
+    )
     header = " | ".join(f"{b + 1}-{b + 10}" for b in blocks)
     print(f"| side | first step s | {header} | `fit` call besides steps, ms |")
     print("|---|---|" + "---|" * len(blocks) + "---|")

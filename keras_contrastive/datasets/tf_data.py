@@ -39,11 +39,14 @@ def to_dataset(x, y=None, batch_size=128, shuffle=False, seed=0, drop_remainder=
     Returns:
         A `tf.data.Dataset` of `x` batches (`(x,)` for a tuple `x`), or of
         `(x, y)` batches, with tf.data's autotuning off: arrays in memory
-        have no map or file reads to tune, and in TensorFlow 2.21 deleting a
-        young iterator of an autotuned pipeline waits for the autotuner's
-        next wake-up (at 0.63, 1.27, 2.55, 5.11 s, ... of its life). `fit`
-        makes a new iterator every epoch, so on short epochs that wait cost
-        20-25% of the SimCLR demo's pre-training (`benchmarks/RESULTS.md`).
+        have no map or file reads to tune, and `fit`, which makes a new
+        iterator every epoch, then costs a steady ~3 ms per epoch besides
+        its steps, where the same pipeline autotuned had epochs of up to
+        165 ms and NumPy arrays passed to `fit` 42 ms per epoch
+        (`benchmarks/epoch_overhead.py`), a large part of short epochs
+        such as the SimCLR demo's 5 steps; with oneDNN at AVX2, autotuning
+        also cost 0.7-1.25 s per `fit` call (`benchmarks/fit_warmup.py`).
+        Pass `shuffle=False` to `fit`: the dataset shuffles itself.
 
     Example:
 

@@ -106,8 +106,9 @@ def test_demo_keeps_its_encoder_and_says_how_to_reuse_it(tmp_path):
 
 
 def test_multi_worker_example_ends_quietly_in_its_own_folder(tmp_path):
-    """The workers leave together: no worker looks crashed to the chief."""
+    """The workers leave together: no worker looks crashed to the chief, nothing logged."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the script's default, as in a user's shell
     script = str(EXAMPLES / "multi_worker.py")
     result = subprocess.run(
         [sys.executable, script, "--smoke", "--output-dir", str(tmp_path / "run")],
@@ -119,6 +120,7 @@ def test_multi_worker_example_ends_quietly_in_its_own_folder(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "unhealthy" not in result.stderr, result.stderr[-3000:]
+    assert not re.search(TF_LOG_LINE, result.stderr, re.M), result.stderr[-3000:]
     assert [path.name for path in (tmp_path / "run").iterdir()] == ["training_curves.png"]
     assert len([line for line in result.stdout.splitlines() if line.startswith("metrics: ")]) == 1
 
