@@ -18,13 +18,10 @@ first epoch, which traces, left out).
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 
-from _cpu import cpu
+from _cpu import cpu, run_worker
 
 SIDES = ("fit arrays", "fit tf.data", "fit to_dataset", "floor")
 BATCH = 256
@@ -119,11 +116,8 @@ def worker(side, epochs, steps, width):
 
 
 def run(side, args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     flags = ["--epochs", str(args.epochs), "--steps", str(args.steps), "--width", str(args.width)]
-    command = [sys.executable, __file__, "--worker", side, *flags]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_worker(__file__, ["--worker", side, *flags])
 
 
 def main():

@@ -24,11 +24,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from _cpu import cpu
+from _cpu import cpu, run_worker
 
 SIDES = ("fit", "fit x10", "floor")
 
@@ -86,13 +85,8 @@ def worker(side, steps, autotune):
 
 
 def run(side, steps, isa, autotune):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    if isa == "avx2":
-        env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-    command = [sys.executable, __file__, "--worker", side, "--steps", str(steps)]
-    command += ["--autotune", autotune]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    flags = ["--worker", side, "--steps", str(steps), "--autotune", autotune]
+    return run_worker(__file__, flags, **({"ONEDNN_MAX_CPU_ISA": "AVX2"} if isa == "avx2" else {}))
 
 
 def main():

@@ -30,6 +30,15 @@ def as_embeddings(name, x):
     return x
 
 
+def check_same_dimension(name, x, other_name, other):
+    """Raises `ValueError` unless the `(N, D)` arrays `x` and `other` have the same `D`."""
+    if x.shape[1] != other.shape[1]:
+        raise ValueError(
+            f"`{name}` must have the dimension of `{other_name}`. "
+            f"Received: {name}.shape={x.shape}, {other_name}.shape={other.shape}"
+        )
+
+
 def as_labels(name, y, count, count_name):
     """`y` as a `(count,)` int64 array of non-negative class ids."""
     y = np.asarray(ops.convert_to_numpy(y))

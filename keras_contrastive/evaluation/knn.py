@@ -6,6 +6,7 @@ from keras_contrastive.evaluation._data import (
     as_embeddings,
     as_labels,
     check_k,
+    check_same_dimension,
     top_k_accuracy,
 )
 from keras_contrastive.evaluation._search import normalize, top_k_search
@@ -59,12 +60,7 @@ def knn_accuracy(
     """
     train = as_embeddings("train_embeddings", train_embeddings)
     test = as_embeddings("test_embeddings", test_embeddings)
-    if train.shape[1] != test.shape[1]:
-        raise ValueError(
-            "`test_embeddings` must have the dimension of `train_embeddings`. "
-            f"Received: train_embeddings.shape={train.shape}, "
-            f"test_embeddings.shape={test.shape}"
-        )
+    check_same_dimension("test_embeddings", test, "train_embeddings", train)
     train_labels = as_labels("train_labels", train_labels, len(train), "train_embeddings")
     test_labels = as_labels("test_labels", test_labels, len(test), "test_embeddings")
     k = check_k("k", k, len(train), "training embeddings")

@@ -10,7 +10,7 @@ import importlib.util
 
 import numpy as np
 
-from keras_contrastive.evaluation._data import as_embeddings, as_labels
+from keras_contrastive.evaluation._data import as_embeddings, as_labels, check_same_dimension
 from keras_contrastive.evaluation._search import normalize
 from keras_contrastive.ops._validation import check_choice
 
@@ -246,11 +246,7 @@ def plot_similarity_matrix(
             f"Received: {len(captions)} captions, text_embeddings.shape="
             f"{text_embeddings.shape}"
         )
-    if image_embeddings.shape[1] != text_embeddings.shape[1]:
-        raise ValueError(
-            "`text_embeddings` must have the dimension of `image_embeddings`. "
-            f"Received: {text_embeddings.shape[1]} and {image_embeddings.shape[1]}"
-        )
+    check_same_dimension("text_embeddings", text_embeddings, "image_embeddings", image_embeddings)
     similarity = normalize(text_embeddings) @ normalize(image_embeddings).T
     n, m = len(images), len(captions)
     fig = _figure(figsize or (4 + 0.8 * n, 1.5 + 0.6 * m))

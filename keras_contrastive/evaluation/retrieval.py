@@ -3,7 +3,7 @@
 import numpy as np
 from keras import ops
 
-from keras_contrastive.evaluation._data import as_embeddings, check_k
+from keras_contrastive.evaluation._data import as_embeddings, check_k, check_same_dimension
 from keras_contrastive.evaluation._search import normalize
 
 
@@ -77,12 +77,7 @@ def retrieval_recall(
     """
     images = normalize(as_embeddings("image_embeddings", image_embeddings))
     texts = normalize(as_embeddings("text_embeddings", text_embeddings))
-    if images.shape[1] != texts.shape[1]:
-        raise ValueError(
-            "`text_embeddings` must have the dimension of `image_embeddings`. "
-            f"Received: image_embeddings.shape={images.shape}, "
-            f"text_embeddings.shape={texts.shape}"
-        )
+    check_same_dimension("text_embeddings", texts, "image_embeddings", images)
     owner = _text_to_image(text_to_image, len(texts), len(images))
     if not isinstance(ks, (list, tuple)) or not ks:
         raise ValueError(f"`ks` must be a non-empty tuple of integers. Received: ks={ks!r}")

@@ -3,7 +3,7 @@
 import numpy as np
 from keras import ops
 
-from keras_contrastive.evaluation._data import as_embeddings
+from keras_contrastive.evaluation._data import as_embeddings, check_same_dimension
 from keras_contrastive.evaluation.embedding_index import SIMILARITIES, EmbeddingIndex
 from keras_contrastive.ops._validation import check_choice, check_int
 
@@ -48,12 +48,7 @@ def _references(queries, query_labels, reference_embeddings, reference_labels):
             )
         return queries, query_labels
     references = as_embeddings("reference_embeddings", reference_embeddings)
-    if references.shape[1] != queries.shape[1]:
-        raise ValueError(
-            "`reference_embeddings` must have the dimension of `query_embeddings`. "
-            f"Received: reference_embeddings.shape={references.shape}, "
-            f"query_embeddings.shape={queries.shape}"
-        )
+    check_same_dimension("reference_embeddings", references, "query_embeddings", queries)
     labels = _labels("reference_labels", reference_labels, len(references), "reference_embeddings")
     kinds = _LABEL_KINDS[query_labels.dtype.kind], _LABEL_KINDS[labels.dtype.kind]
     if kinds[0] != kinds[1]:
