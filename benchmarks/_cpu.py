@@ -7,19 +7,24 @@ import sys
 
 
 def cpu():
-    """`model name` and whether AVX-512 is in the flags, from /proc/cpuinfo."""
+    """`model name` (family and model), the CPU count and whether AVX-512 is in the flags."""
     text = open("/proc/cpuinfo").read()
-    name = next(line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line)
+    fields = dict(line.split(":", 1) for line in text.splitlines()[:30] if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    family, model = fields.get("cpu family", "?"), fields.get("model", "?")
+    name = f"{fields.get('model name', 'unknown CPU')} (family {family} model {model})"
     return f"{name}, {os.cpu_count()} CPUs, {'AVX-512' if ' avx512f' in text else 'AVX2 only'}"
 
 
-def run_worker(script, flags, **env):
+def run_worker(script, flags, python=sys.executable, **env):
     """The JSON last line printed by `python script *flags` in a fresh process, on the CPU.
 
     TensorFlow's C++ logs are off there; `env` adds variables (e.g.
-    `ONEDNN_MAX_CPU_ISA="AVX2"`).
+    `ONEDNN_MAX_CPU_ISA="AVX2"`, or `TF_USE_LEGACY_KERAS="1"` for a peer's
+    `python`). A failed worker raises with the end of its stderr.
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", **env}
-    command = [sys.executable, script, *flags]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run([str(python), script, *flags], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{script} {' '.join(flags)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -23,10 +23,10 @@ CAPTION_WORDS = ("red", "green", "blue", "small", "large", "round", "square", "d
 SEQUENCE_LENGTH = 16
 
 
-def towers(encoder="small_cnn", seed=0):
+def towers(encoder="small_cnn", seed=0, image_size=IMAGE_SIZE):
     """The image encoder (library defaults, BatchNorm on) and a SimCLR projection head."""
     keras.utils.set_random_seed(seed)
-    shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
+    shape = (image_size, image_size, 3)
     if encoder == "small_cnn":
         net = kc.encoders.small_cnn(input_shape=shape)
     else:
@@ -51,13 +51,13 @@ def global_policy(policy):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def augmented_in_tf_data(data):
+def augmented_in_tf_data(data, augment=None):
     """`(view_1, view_2)` batches of `data`'s image batches, augmented in tf.data.
 
-    One vectorized `augmenter()` call per view and batch in a parallel
-    `Dataset.map`, then `prefetch`: the augmentation overlaps the step.
+    One vectorized `augment` call (`augmenter()` by default) per view and batch
+    in a parallel `Dataset.map`, then `prefetch`: the augmentation overlaps the step.
     """
-    augment = augmenter()
+    augment = augmenter() if augment is None else augment
     data = data.map(lambda x: (augment(x), augment(x)), num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
 
@@ -143,9 +143,9 @@ class FloorStep:
         return watch.seconds
 
 
-def simclr_floor(encoder, data, jit=False, in_step_augmentation=False):
+def simclr_floor(encoder, data, jit=False, in_step_augmentation=False, image_size=IMAGE_SIZE):
     """The floor of SimCLR two-view training on `data` (view pairs, or raw images)."""
-    net, head = towers(encoder)
+    net, head = towers(encoder, image_size=image_size)
     augment = augmenter() if in_step_augmentation else None
 
     def loss_fn(batch):

@@ -44,9 +44,9 @@ from tensorflow_similarity.models import ContrastiveModel
 layers = tf.keras.layers
 
 
-def small_cnn(width=32):
-    """`kc.encoders.small_cnn()` (BatchNorm on) in tf.keras."""
-    inputs = layers.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+def small_cnn(width=32, size=IMAGE_SIZE):
+    """`kc.encoders.small_cnn()` (BatchNorm on) in tf.keras, for `size` x `size` images."""
+    inputs = layers.Input((size, size, 3))
     x = inputs
     for block, multiplier in enumerate((1, 2, 4, 4), start=1):
         x = layers.Conv2D(width * multiplier, 3, padding="same", use_bias=False)(x)
@@ -89,27 +89,31 @@ def projector(input_dim, float32_output=False):
     return tf.keras.Model(inputs, x)
 
 
-def augmented_views(batch):
-    """TF Similarity's SimCLR augmentation (CIFAR strength 0.5) per image in tf.data."""
+def augmented_views(batch, size=IMAGE_SIZE, jitter_strength=0.5):
+    """TF Similarity's SimCLR augmentation (CIFAR jitter strength 0.5 by default) per image."""
 
     def two_views(image):
         image = tf.cast(image, "float32") / 255.0
         return tuple(
-            simclr_training_augmentation(image, IMAGE_SIZE, IMAGE_SIZE, jitter_stength=0.5)
+            simclr_training_augmentation(image, size, size, jitter_stength=jitter_strength)
             for _ in range(2)
         )
 
-    data = tf.data.Dataset.from_tensor_slices(raw_images(batch)).repeat()
+    data = tf.data.Dataset.from_tensor_slices(raw_images(batch, size)).repeat()
     data = data.map(two_views, num_parallel_calls=tf.data.AUTOTUNE)
     return data.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 class Simclr:
-    def __init__(self, encoder, batch, augment, jit, policy="float32"):
+    """The peer's SimCLR model and its data, `size` x `size` images (32 by default)."""
+
+    def __init__(
+        self, encoder, batch, augment, jit, policy="float32", size=IMAGE_SIZE, jitter_strength=0.5
+    ):
         tf.keras.backend.clear_session()
         tf.keras.utils.set_random_seed(0)
         tf.keras.mixed_precision.set_global_policy(policy)
-        backbone = small_cnn() if encoder == "small_cnn" else resnet18()
+        backbone = small_cnn(size=size) if encoder == "small_cnn" else resnet18()
         head = projector(backbone.output_shape[-1], float32_output=policy != "float32")
         self.model = ContrastiveModel(backbone=backbone, projector=head, algorithm="simclr")
         self.model.compile(
@@ -117,7 +121,10 @@ class Simclr:
             loss=SimCLRLoss(temperature=TEMPERATURE),
             jit_compile=jit,
         )
-        self.data = augmented_views(batch) if augment else view_pairs(batch)
+        if augment:
+            self.data = augmented_views(batch, size, jitter_strength)
+        else:
+            self.data = view_pairs(batch, size)
         self.seconds_per_step(2)
         tf.keras.mixed_precision.set_global_policy("float32")
 
