@@ -16,6 +16,11 @@ def cpu():
     return f"{name}, {os.cpu_count()} CPUs, {'AVX-512' if ' avx512f' in text else 'AVX2 only'}"
 
 
+def isa_env(isa):
+    """The variables that run a worker at `isa`: `"avx2"` limits oneDNN to AVX2, `"native"` not."""
+    return {"ONEDNN_MAX_CPU_ISA": "AVX2"} if isa == "avx2" else {}
+
+
 def run_worker(script, flags, python=sys.executable, **env):
     """The JSON last line printed by `python script *flags` in a fresh process, on the CPU.
 

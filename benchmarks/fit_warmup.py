@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 
-from _cpu import cpu, run_worker
+from _cpu import cpu, isa_env, run_worker
 
 SIDES = ("fit", "fit x10", "floor")
 
@@ -86,7 +86,7 @@ def worker(side, steps, autotune):
 
 def run(side, steps, isa, autotune):
     flags = ["--worker", side, "--steps", str(steps), "--autotune", autotune]
-    return run_worker(__file__, flags, **({"ONEDNN_MAX_CPU_ISA": "AVX2"} if isa == "avx2" else {}))
+    return run_worker(__file__, flags, **isa_env(isa))
 
 
 def main():

@@ -57,7 +57,7 @@ import statistics
 import sys
 import time
 
-from _cpu import cpu, run_worker
+from _cpu import cpu, isa_env, run_worker
 
 BATCH = 256
 # Side names and their labels in the tables.
@@ -156,10 +156,12 @@ def ours_side(side, size):
 
     policy = "mixed_bfloat16" if side.endswith("bf16") else "float32"
     with _steps.global_policy(policy):
-        augment = kc.layers.SimCLRAugmentation(image_size=size, value_range=(0, 255), seed=1)
-        images = _data.raw_images(BATCH, size)
+        augment = None
+        if side != "ours_premade":
+            augment = kc.layers.SimCLRAugmentation(image_size=size, value_range=(0, 255), seed=1)
         in_step = side.startswith("ours_step")
         if in_step:
+            images = _data.raw_images(BATCH, size)
             data = kc.datasets.to_dataset(images, batch_size=BATCH, drop_remainder=True).repeat()
         elif side == "ours_tf_data":
             data = _steps.augmented_in_tf_data(_data.image_batches(BATCH, size), augment)
@@ -227,7 +229,7 @@ def worker(side, size, steps):
 
 def run_side(side, size, steps, isa, peer_python):
     """Runs `worker(side, size, steps)` in a fresh process; its result."""
-    env = {"ONEDNN_MAX_CPU_ISA": "AVX2"} if isa == "avx2" else {}
+    env = isa_env(isa)
     python = sys.executable
     if "tfsim" in side:
         env["TF_USE_LEGACY_KERAS"], python = "1", peer_python
