@@ -6,6 +6,13 @@ parameters of leading size `B`, and does the same work for every image (no Pytho
 and under XLA. The crop is a separable bilinear gather (whole rows, then whole
 columns); colour is one affine colour matrix per image; blur is a batched product
 with per-image banded blur matrices, one per axis.
+
+Every separable pass works along axis 1, where a batched matrix product or a row
+gather needs no transpose. The crop's second pass therefore leaves the images in
+the transposed layout `(B, W, H, C)` when asked (`transposed=True`); the colour
+steps work per pixel in either layout, and the blur takes that layout back
+(`gaussian_blur(..., transposed=True)`), so the augmentation transposes twice in
+all instead of four times (about a quarter of its time at 96 px).
 """
 
 import math
@@ -55,7 +62,7 @@ def sample_crop_boxes(area, log_ratio, offset, crop_area, aspect_ratio, image_hw
     return offset[:, 0] * (1.0 - h), offset[:, 1] * (1.0 - w), h, w
 
 
-def crop_resize(images, boxes, flip, size):
+def crop_resize(images, boxes, flip, size, transposed=False):
     """Crops each image to its box, mirrors it where `flip` and resizes it (bilinear).
 
     Separable: one gather of whole rows, then one of whole columns, each blending
@@ -66,9 +73,11 @@ def crop_resize(images, boxes, flip, size):
         boxes: `(y0, x0, h, w)`, each `(B,)`, fractions of the image side.
         flip: `(B,)` bool, mirror left-right.
         size: `(height, width)` of the output, Python ints.
+        transposed: return the columns-first layout of the second pass, for a
+            following `gaussian_blur(..., transposed=True)`.
 
     Returns:
-        `(B, height, width, C)` float.
+        `(B, height, width, C)` float, or `(B, width, height, C)` where `transposed`.
     """
     y0, x0, h, w = boxes
     shape = ops.shape(images)
@@ -76,7 +85,12 @@ def crop_resize(images, boxes, flip, size):
     columns = _source_lines(x0, w, size[1], shape[2])
     columns = ops.where(flip[:, None], ops.flip(columns, axis=1), columns)
     images = _gather_lines(images, rows)
-    images = _gather_lines(ops.transpose(images, (0, 2, 1, 3)), columns)
+    images = _gather_lines(swap_axes(images), columns)
+    return images if transposed else swap_axes(images)
+
+
+def swap_axes(images):
+    """`(B, H, W, C)` -> `(B, W, H, C)`, and back."""
     return ops.transpose(images, (0, 2, 1, 3))
 
 
@@ -173,7 +187,7 @@ def colour_matrix(images, brightness, contrast, saturation, hue, order, grayscal
     luma = np.outer(np.ones(channels), LUMA if channels == 3 else [1.0])
     zeros = ops.zeros((ops.shape(brightness)[0], channels))  # (B, C)
     batch_eye = eye + zeros[:, :, None]
-    mean = ops.mean(images, axis=(1, 2))
+    mean = ops.mean(ops.mean(images, axis=1), axis=1)  # faster than axis=(1, 2)
 
     def scaled(matrix, factor):
         return ops.reshape(factor, (-1, 1, 1)) * matrix
@@ -216,14 +230,21 @@ def _hue_rotation(hue):
 
 
 def apply_colour_matrix(images, matrix):
-    """Applies `(B, C + 1, C + 1)` homogeneous colour matrices to `(B, H, W, C)`."""
-    channels = images.shape[-1]
-    linear = matrix[:, :channels, :channels]
-    shift = matrix[:, None, None, :channels, channels]
-    return ops.einsum("bhwc,bdc->bhwd", images, linear) + shift
+    """Applies `(B, C + 1, C + 1)` homogeneous colour matrices to `(B, H, W, C)`.
+
+    Per pixel, so `images` may be in either spatial layout. The shift is added
+    tiled along whole rows (`(B, 1, W * C)`): twice as fast as broadcasting a
+    `(B, 1, 1, C)` one over the 3-wide channel axis.
+    """
+    batch, height, width, channels = (ops.shape(images)[i] for i in range(4))
+    pixels = ops.reshape(images, (batch, -1, channels))
+    linear = ops.transpose(matrix[:, :channels, :channels], (0, 2, 1))
+    rows = ops.reshape(ops.matmul(pixels, linear), (batch, height, -1))
+    shift = ops.tile(matrix[:, None, :channels, channels], (1, 1, width))
+    return ops.reshape(rows + shift, ops.shape(images))
 
 
-def gaussian_blur(images, sigma, radius):
+def gaussian_blur(images, sigma, radius, transposed=False):
     """Separable Gaussian blur with a per-image `sigma` and reflect padding.
 
     Each axis is blurred by a batched matrix product with the image's own banded
@@ -231,9 +252,11 @@ def gaussian_blur(images, sigma, radius):
     with or without XLA and suits accelerators. A `sigma` of 0 is the identity.
 
     Args:
-        images: `(B, H, W, C)` float with static `H` and `W`.
+        images: `(B, H, W, C)` float with static `H` and `W`, or `(B, W, H, C)`
+            where `transposed` (as `crop_resize(..., transposed=True)` leaves them).
         sigma: `(B,)` standard deviation in pixels, >= 0.
         radius: Python int >= 1, half the kernel width (`2 * radius + 1` taps).
+        transposed: whether `images` are `(B, W, H, C)`.
 
     Returns:
         `(B, H, W, C)` float.
@@ -246,10 +269,20 @@ def gaussian_blur(images, sigma, radius):
         (taps == 0).astype("float32"),
     )
     kernel = kernel / ops.sum(kernel, axis=1, keepdims=True)
-    along_h = ops.einsum("bt,tij->bij", kernel, _tap_matrices(images.shape[1], radius))
-    along_w = ops.einsum("bt,tij->bij", kernel, _tap_matrices(images.shape[2], radius))
-    images = ops.einsum("bij,bjwc->biwc", along_h, images)
-    return ops.einsum("bij,bhjc->bhic", along_w, images)
+    matrices = {  # (B, n, n) banded blur matrices, one set per distinct side
+        n: ops.einsum("bt,tij->bij", kernel, _tap_matrices(n, radius))
+        for n in set(images.shape[1:3])
+    }
+    images = _blur_lines(matrices[images.shape[1]], images)
+    images = _blur_lines(matrices[images.shape[2]], swap_axes(images))
+    return images if transposed else swap_axes(images)
+
+
+def _blur_lines(matrices, images):
+    """Blurs `(B, n, m, C)` along axis 1 with `(B, n, n)` blur matrices."""
+    batch, size = ops.shape(images)[0], images.shape[1]
+    lines = ops.matmul(matrices, ops.reshape(images, (batch, size, -1)))
+    return ops.reshape(lines, ops.shape(images))
 
 
 def _tap_matrices(size, radius):

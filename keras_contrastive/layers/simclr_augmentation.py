@@ -196,7 +196,9 @@ class SimCLRAugmentation(keras.layers.Layer):
                 f"value_range={self.value_range}"
             )
         images = ops.cast(self._check_values(images), "float32")
-        return (images - low) / (high - low)
+        if low != 0:
+            images = images - low
+        return images * (1.0 / (high - low))
 
     def _check_values(self, images):
         """`images`, checked to be non-empty and within `value_range`.
@@ -263,14 +265,20 @@ class SimCLRAugmentation(keras.layers.Layer):
         batch = ops.shape(images)[0]
         u = _uniform((batch, sum(_DRAWS.values())), draw_seed)
         u = dict(zip(_DRAWS, tf.split(u, list(_DRAWS.values()), axis=1), strict=True))
-        images = self._geometry(images, u)
+        # Without rotation or shear the crop leaves the views (B, width, height, C)
+        # for the colour steps (per pixel) and the blur, which takes that layout
+        # back: two transposes saved (see `_image_ops`).
+        transposed = self.rotation == 0 and self.shear == 0
+        images = self._geometry(images, u, transposed)
         images = self._colour(images, u)
         radius = self.image_size[0] // 20
         if self.blur_rate > 0 and radius > 0:
             low, high = self.blur_sigma
             sigma = low + (high - low) * u["sigma"][:, 0]
             sigma = ops.where(u["blur"][:, 0] < self.blur_rate, sigma, 0.0)
-            images = _image_ops.gaussian_blur(images, sigma, radius)
+            images = _image_ops.gaussian_blur(images, sigma, radius, transposed)
+        elif transposed:
+            images = _image_ops.swap_axes(images)
         if self.solarize_rate > 0:
             solarize = ops.reshape(u["solarize"] < self.solarize_rate, (-1, 1, 1, 1))
             solarize = ops.logical_and(solarize, images >= _SOLARIZE_THRESHOLD)
@@ -281,14 +289,14 @@ class SimCLRAugmentation(keras.layers.Layer):
             images = ops.clip(images + self.noise_stddev * noise, 0.0, 1.0)
         return images
 
-    def _geometry(self, images, u):
+    def _geometry(self, images, u, transposed):
         shape = ops.cast(ops.shape(images)[1:3], "float32")
         boxes = _image_ops.sample_crop_boxes(
             u["area"], u["log_ratio"], u["offset"], self.crop_area,
             self.aspect_ratio, shape,
         )  # fmt: skip
         flip = u["flip"][:, 0] < self.flip_rate
-        images = _image_ops.crop_resize(images, boxes, flip, self.image_size)
+        images = _image_ops.crop_resize(images, boxes, flip, self.image_size, transposed)
         if self.rotation > 0 or self.shear > 0:
             angle = (2.0 * u["angle"][:, 0] - 1.0) * math.radians(self.rotation)
             shear = (2.0 * u["shear"][:, 0] - 1.0) * self.shear

@@ -163,6 +163,38 @@ def test_gaussian_blur_matches_scipy():
     np.testing.assert_allclose(out[2], x[2], atol=1e-6)
 
 
+def test_transposed_layout_gives_the_same_crop_and_blur():
+    """The layer's fast path (crop left transposed, blur taking it back) is exact."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(size=(3, 9, 11, 3)).astype("float32")
+    boxes = tuple(
+        np.array(b, dtype="float32")
+        for b in ([0.1, 0.0, 0.3], [0.2, 0.4, 0.0], [0.5, 0.6, 0.7], [0.8, 0.5, 0.9])
+    )
+    flip = np.array([True, False, True])
+    crop = _image_ops.crop_resize(x, boxes, flip, (7, 10))
+    transposed = _image_ops.crop_resize(x, boxes, flip, (7, 10), transposed=True)
+    assert transposed.shape == (3, 10, 7, 3)
+    np.testing.assert_allclose(_image_ops.swap_axes(transposed), crop, atol=1e-6)
+    sigma = np.array([0.5, 2.0, 0.0], dtype="float32")
+    blurred = _image_ops.gaussian_blur(crop, sigma, radius=2)
+    from_transposed = _image_ops.gaussian_blur(transposed, sigma, radius=2, transposed=True)
+    np.testing.assert_allclose(from_transposed, blurred, atol=1e-6)
+
+
+def test_non_square_views_are_blurred_along_both_axes(images):
+    """Whole-image crop to 20 x 28, blur sigma 1 on every image, against SciPy."""
+    options = {"jitter_rate": 0.0, "grayscale_rate": 0.0, **NO_CROP}
+    layer = SimCLRAugmentation((20, 28), blur_rate=1.0, blur_sigma=(1.0, 1.0), seed=0, **options)
+    out = np.asarray(layer(images))
+    resized = np.asarray(layer(images, training=False))
+    kernel = np.exp(-(np.arange(-1, 2) ** 2) / 2.0)  # radius 20 // 20 = 1
+    expected = ndimage.correlate1d(resized, kernel / kernel.sum(), axis=1, mode="mirror")
+    expected = ndimage.correlate1d(expected, kernel / kernel.sum(), axis=2, mode="mirror")
+    assert out.shape == (8, 20, 28, 3)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
 def test_blur_rate_one_blurs_every_image(images):
     options = {"jitter_rate": 0.0, "grayscale_rate": 0.0, **NO_CROP}
     sharp = SimCLRAugmentation(40, blur_rate=0.0, seed=0, **options)(images)
