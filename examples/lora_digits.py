@@ -154,8 +154,8 @@ def train(model, args, data, epochs):
     keras.utils.set_random_seed(args.seed)  # the same batches and views for every variant
     times = StepTimes()
     model.fit(
-        *data,
-        batch_size=args.batch_size,
+        kc.datasets.to_dataset(*data, batch_size=args.batch_size, shuffle=True, seed=args.seed),
+        shuffle=False,  # the dataset shuffles itself
         epochs=epochs,
         steps_per_epoch=1 if args.smoke else None,
         callbacks=[times],

@@ -70,6 +70,7 @@ if __name__ == "__main__":
 
 import _quiet_tensorflow  # noqa: E402, F401  (TensorFlow, its start-up logs filtered too)
 import keras  # noqa: E402
+import simclr_digits  # noqa: E402  (the main demo, beside this script: its augmentation)
 import tensorflow as tf  # noqa: E402
 
 import keras_contrastive as kc  # noqa: E402
@@ -85,23 +86,11 @@ def load_data(args):
     return kc.datasets.tfds_split(args.dataset, image_size=args.image_size)
 
 
-def augmenter(args, input_shape):
-    """SimCLR views for digits: no flip (a mirrored digit is another glyph), mild crops."""
-    return kc.layers.SimCLRAugmentation(
-        image_size=input_shape[:2],
-        value_range=(0, 1),
-        crop_area=(0.3, 1.0),
-        flip_rate=0.0 if args.dataset in ("digits", "mnist") else 0.5,
-        rotation=10.0,
-        seed=args.seed,
-    )
-
-
 def train_supcon(args, train, input_shape):
     model = kc.ContrastiveModel(
         encoder=kc.encoders.small_cnn(input_shape=input_shape, width=args.width),
         projection_head=kc.layers.ProjectionHead(hidden_dims=(256,), output_dim=64),
-        augmenter=augmenter(args, input_shape),
+        augmenter=simclr_digits.build_augmenter(args, input_shape),
         seed=args.seed,
     )
     model.compile(
@@ -109,10 +98,10 @@ def train_supcon(args, train, input_shape):
         loss=kc.losses.SupConLoss(temperature=args.temperature),
     )
     model.fit(
-        *train,
-        batch_size=args.batch_size,
+        kc.datasets.to_dataset(*train, batch_size=args.batch_size, shuffle=True, seed=args.seed),
         epochs=args.epochs,
         steps_per_epoch=1 if args.smoke else None,
+        shuffle=False,  # the dataset shuffles itself
     )
     return model.encoder
 
@@ -122,7 +111,7 @@ def train_cross_entropy(args, train, input_shape, num_classes):
     classifier = keras.Sequential(
         [
             keras.Input(input_shape),
-            augmenter(args, input_shape),  # the identity at inference
+            simclr_digits.build_augmenter(args, input_shape),  # the identity at inference
             encoder,
             keras.layers.Dense(num_classes),
         ]
@@ -133,10 +122,10 @@ def train_cross_entropy(args, train, input_shape, num_classes):
         metrics=["accuracy"],
     )
     classifier.fit(
-        *train,
-        batch_size=args.batch_size,
+        kc.datasets.to_dataset(*train, batch_size=args.batch_size, shuffle=True, seed=args.seed),
         epochs=args.epochs,
         steps_per_epoch=1 if args.smoke else None,
+        shuffle=False,  # the dataset shuffles itself
     )
     return encoder
 

@@ -140,11 +140,12 @@ def main(argv=None):
     model = build_model(args, x_train.shape[1:])
     start = time.perf_counter()
     model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
+        kc.datasets.to_dataset(
+            x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed
+        ),
         epochs=args.epochs,
         steps_per_epoch=1 if args.smoke else None,
+        shuffle=False,  # the dataset shuffles itself
     )
     print(f"training: {time.perf_counter() - start:.0f} s")
 
