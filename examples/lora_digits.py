@@ -155,9 +155,9 @@ def train(model, args, data, epochs):
     times = StepTimes()
     model.fit(
         kc.datasets.to_dataset(*data, batch_size=args.batch_size, shuffle=True, seed=args.seed),
-        shuffle=False,  # the dataset shuffles itself
         epochs=epochs,
         steps_per_epoch=1 if args.smoke else None,
+        shuffle=False,  # the dataset shuffles itself
         callbacks=[times],
         verbose=2,
     )

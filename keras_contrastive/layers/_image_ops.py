@@ -12,7 +12,7 @@ gather needs no transpose. The crop's second pass therefore leaves the images in
 the transposed layout `(B, W, H, C)` when asked (`transposed=True`); the colour
 steps work per pixel in either layout, and the blur takes that layout back
 (`gaussian_blur(..., transposed=True)`), so the augmentation transposes twice in
-all instead of four times (about a quarter of its time at 96 px).
+all instead of four times (about a fifth of the augmentation's time at 96 px).
 """
 
 import math
