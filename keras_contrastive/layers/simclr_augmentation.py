@@ -38,8 +38,9 @@ class SimCLRAugmentation(keras.layers.Layer):
 
     The augmentation of SimCLR (Chen et al. 2020, appendix A), in order: a random
     resized crop (area and aspect ratio drawn per image, 10 attempts then the whole
-    image, as torchvision), horizontal flip, optional shear and rotation (all one
-    bilinear resampling to `image_size`, edge pixels extended); colour jitter with
+    image, as torchvision) and horizontal flip, one bilinear resampling to
+    `image_size`, then optional shear and rotation of the view, a second one (edge
+    pixels extended in both); colour jitter with
     probability `jitter_rate` (brightness, contrast, saturation factors in
     `[1 - 0.8 s, 1 + 0.8 s]`, hue shift in `[-0.2 s, 0.2 s]` turns, in a random order
     per image); grayscale with probability `grayscale_rate`; Gaussian blur with
