@@ -269,7 +269,7 @@ class SimCLRAugmentation(keras.layers.Layer):
         # Without rotation or shear the crop leaves the views (B, width, height, C)
         # for the colour steps (per pixel) and the blur, which takes that layout
         # back: two transposes saved (see `_image_ops`).
-        transposed = self.rotation == 0 and self.shear == 0
+        transposed = not self._rotates
         images = self._geometry(images, u, transposed)
         images = self._colour(images, u)
         radius = self.image_size[0] // 20
@@ -290,6 +290,11 @@ class SimCLRAugmentation(keras.layers.Layer):
             images = ops.clip(images + self.noise_stddev * noise, 0.0, 1.0)
         return images
 
+    @property
+    def _rotates(self):
+        """Whether the views are rotated or sheared after the crop."""
+        return self.rotation > 0 or self.shear > 0
+
     def _geometry(self, images, u, transposed):
         shape = ops.cast(ops.shape(images)[1:3], "float32")
         boxes = _image_ops.sample_crop_boxes(
@@ -298,7 +303,7 @@ class SimCLRAugmentation(keras.layers.Layer):
         )  # fmt: skip
         flip = u["flip"][:, 0] < self.flip_rate
         images = _image_ops.crop_resize(images, boxes, flip, self.image_size, transposed)
-        if self.rotation > 0 or self.shear > 0:
+        if self._rotates:
             angle = (2.0 * u["angle"][:, 0] - 1.0) * math.radians(self.rotation)
             shear = (2.0 * u["shear"][:, 0] - 1.0) * self.shear
             images = _image_ops.rotate_shear(images, angle, shear)
