@@ -16,9 +16,27 @@ def cpu():
     return f"{name}, {os.cpu_count()} CPUs, {'AVX-512' if ' avx512f' in text else 'AVX2 only'}"
 
 
-def isa_env(isa):
-    """The variables that run a worker at `isa`: `"avx2"` limits oneDNN to AVX2, `"native"` not."""
-    return {"ONEDNN_MAX_CPU_ISA": "AVX2"} if isa == "avx2" else {}
+ISAS = {"native": None, "avx2": "AVX2", "avx512_core": "AVX512_CORE"}
+
+
+def isa_env(isa, bfloat16=False):
+    """The variables that run a worker as on a CPU of `isa` (a key of `ISAS`).
+
+    `"avx2"` limits oneDNN to AVX2 (`ONEDNN_MAX_CPU_ISA`); `"avx512_core"` to
+    AVX-512 without VNNI and BF16 (Skylake-SP); `"native"` changes nothing.
+    For `bfloat16` work, limiting oneDNN to AVX2 is not what an AVX2-only CPU
+    does: TensorFlow hands bfloat16 ops to oneDNN only where the CPU has AVX-512F or AVX-NE-CONVERT
+    (`IsBF16SupportedByOneDNNOnThisCPU`), and elsewhere runs its default
+    kernels; on an AVX-512 CPU it still picks oneDNN, which then has no
+    bfloat16 convolution at AVX2 and fails. So `bfloat16=True` at `"avx2"`
+    turns oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`): the default kernels that an
+    AVX2-only CPU runs its bfloat16 ops on.
+    """
+    if isa == "native":
+        return {}
+    if isa == "avx2" and bfloat16:
+        return {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    return {"ONEDNN_MAX_CPU_ISA": ISAS[isa]}
 
 
 def run_worker(script, flags, python=sys.executable, **env):

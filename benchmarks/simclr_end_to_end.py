@@ -22,9 +22,8 @@ B = 256, `--image-size` 32 or 96 (raw images and views of that side). Sides:
 - `ours_premade`: ours on fixed pre-made float views (augmentation not timed);
 - `floor`: a plain `tf.function` step in a Python loop on the same views;
 - `ours_step_bf16` (only with `--sides`): `ours_step` under `mixed_bfloat16`.
-  With `--isa avx2` it fails at the first convolution (TF 2.21's oneDNN "could
-  not create a primitive descriptor for the convolution forward propagation
-  primitive"): oneDNN has no bfloat16 convolution at AVX2.
+  With `--isa avx2` it runs with oneDNN off, on TensorFlow's default kernels,
+  as an AVX2-only CPU runs bfloat16 ops (`_cpu.isa_env`).
 
 Both augmenters: random resized crop, flip, colour jitter (strength 1, p 0.8)
 and grayscale (p 0.2); ours also blurs half of the images (its default, 3 taps
@@ -39,13 +38,15 @@ input waits count. A round's value is the median of its timed steps; tables
 give the median over rounds in steps/s and the min-max of the round medians,
 and ratios of the same run (per-round ratios' min-max beside them).
 `--curve` prints the per-step curve WARMUP was chosen from.
-`--isa avx2` sets `ONEDNN_MAX_CPU_ISA=AVX2` in every process (oneDNN's kernels
-as on an AVX2-only CPU); `native` leaves the environment as it is.
+`--isa avx2` sets `ONEDNN_MAX_CPU_ISA=AVX2` in every float32 process (oneDNN's
+kernels as on an AVX2-only CPU; the bfloat16 side: see above), `--isa
+avx512_core` sets `ONEDNN_MAX_CPU_ISA=AVX512_CORE` (AVX-512 without VNNI and
+BF16, as on a Skylake-SP); `native` leaves the environment as it is.
 
     python benchmarks/simclr_end_to_end.py                       # 32 px, native, 5 rounds
     python benchmarks/simclr_end_to_end.py --image-size 96 --isa avx2
     python benchmarks/simclr_end_to_end.py --quick               # 2 rounds, fewer steps
-    python benchmarks/simclr_end_to_end.py --isa avx2 --sides ours_step ours_step_bf16
+    python benchmarks/simclr_end_to_end.py --isa {avx2,avx512_core} --sides ours_step ours_step_bf16
     python benchmarks/simclr_end_to_end.py --curve [--image-size 96]
 """
 
@@ -57,7 +58,7 @@ import statistics
 import sys
 import time
 
-from _cpu import cpu, isa_env, run_worker
+from _cpu import ISAS, cpu, isa_env, run_worker
 
 BATCH = 256
 # Side names and their labels in the tables.
@@ -229,7 +230,7 @@ def worker(side, size, steps):
 
 def run_side(side, size, steps, isa, peer_python):
     """Runs `worker(side, size, steps)` in a fresh process; its result."""
-    env = isa_env(isa)
+    env = isa_env(isa, bfloat16=side.endswith("bf16"))
     python = sys.executable
     if "tfsim" in side:
         env["TF_USE_LEGACY_KERAS"], python = "1", peer_python
@@ -239,9 +240,12 @@ def run_side(side, size, steps, isa, peer_python):
 
 def header(args, timing):
     """The CPU and ISA line, then the work and `timing` line, of every table."""
-    isa = "AVX2 (ONEDNN_MAX_CPU_ISA=AVX2 set)" if args.isa == "avx2" else "native"
     if args.isa == "native":
-        isa += f" (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})"
+        isa = f"native (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})"
+    else:
+        isa = f"{ISAS[args.isa]} (ONEDNN_MAX_CPU_ISA={ISAS[args.isa]} set)"
+    if args.isa == "avx2" and "ours_step_bf16" in args.sides:
+        isa += "; mixed_bfloat16 with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)"
     print(f"CPU: {cpu()}; oneDNN ISA: {isa}")
     quick = "--quick, " if args.quick else ""
     size = f"{args.image_size}x{args.image_size}"
@@ -304,7 +308,7 @@ def main():
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--image-size", type=int, choices=(32, 96), default=32)
-    parser.add_argument("--isa", choices=("native", "avx2"), default="native", help="oneDNN ISA")
+    parser.add_argument("--isa", choices=ISAS, default="native", help="oneDNN ISA")
     parser.add_argument("--quick", action="store_true", help="2 rounds, fewer timed steps")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5, quick 2)")
     parser.add_argument("--sides", nargs="+", choices=LABELS, default=SIDES)
