@@ -25,12 +25,12 @@ def isa_env(isa, bfloat16=False):
     `"avx2"` limits oneDNN to AVX2 (`ONEDNN_MAX_CPU_ISA`); `"avx512_core"` to
     AVX-512 without VNNI and BF16 (Skylake-SP); `"native"` changes nothing.
     For `bfloat16` work, limiting oneDNN to AVX2 is not what an AVX2-only CPU
-    does: TensorFlow hands bfloat16 ops to oneDNN only where the CPU has AVX-512F or AVX-NE-CONVERT
-    (`IsBF16SupportedByOneDNNOnThisCPU`), and elsewhere runs its default
-    kernels; on an AVX-512 CPU it still picks oneDNN, which then has no
-    bfloat16 convolution at AVX2 and fails. So `bfloat16=True` at `"avx2"`
-    turns oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`): the default kernels that an
-    AVX2-only CPU runs its bfloat16 ops on.
+    does: TensorFlow hands bfloat16 ops to oneDNN only where the CPU has
+    AVX-512F or AVX-NE-CONVERT (`IsBF16SupportedByOneDNNOnThisCPU`) and
+    elsewhere runs its default kernels; on an AVX-512 CPU it still picks
+    oneDNN, which has no bfloat16 convolution at AVX2 and fails. So
+    `bfloat16=True` at `"avx2"` turns oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`):
+    the default kernels an AVX2-only CPU runs its bfloat16 ops on.
     """
     if isa == "native":
         return {}

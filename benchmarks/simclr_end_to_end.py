@@ -244,7 +244,7 @@ def header(args, timing):
         isa = f"native (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})"
     else:
         isa = f"{ISAS[args.isa]} (ONEDNN_MAX_CPU_ISA={ISAS[args.isa]} set)"
-    if args.isa == "avx2" and "ours_step_bf16" in args.sides:
+    if args.isa == "avx2" and any(side.endswith("bf16") for side in args.sides):
         isa += "; mixed_bfloat16 with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)"
     print(f"CPU: {cpu()}; oneDNN ISA: {isa}")
     quick = "--quick, " if args.quick else ""
